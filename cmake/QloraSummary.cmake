@@ -1,0 +1,12 @@
+# llm.c-style summary of what this configuration builds.
+macro(_qlora_line ok text)
+  if(${ok})
+    message(STATUS "qlora: [x] ${text}")
+  else()
+    message(STATUS "qlora: [ ] ${text}")
+  endif()
+endmacro()
+message(STATUS "qlora: libtorch ${Torch_VERSION} from ${QLORA_PYTHON}")
+_qlora_line(TRUE "tier A: CPU reference + fast CPU paths, CLIs, cpu tests")
+_qlora_line(QLORA_HAS_CUDA_KERNELS "tier B: CUDA kernels (${QLORA_CUDA_ARCHITECTURES}), gpu tests")
+_qlora_line(QLORA_HAS_TORCH_CUDA "tier C: torch-CUDA glue (training and inference on GPU)")

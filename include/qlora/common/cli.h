@@ -1,0 +1,16 @@
+// What every main does around its body: catch qlora::Error and report it with the right exit code
+// (2 for bad input or usage, 1 for internal errors), never a crash or an uncaught exception.
+#pragma once
+#include <functional>
+#include <string>
+
+namespace qlora {
+
+int run_cli(const std::string& program, const std::function<int()>& body);
+
+// Directory of the running executable (to find bundled assets: <exe>/../../models, <exe>/../share/qlora).
+std::string executable_dir();
+// The bundled stories260K model (models/stories260k) as seen from the executable; "" when not found.
+std::string bundled_model_dir();
+
+}  // namespace qlora

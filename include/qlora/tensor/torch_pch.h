@@ -1,0 +1,3 @@
+// The precompiled header of every torch translation unit: the heavy torch includes, parsed once.
+#pragma once
+#include <torch/torch.h>
