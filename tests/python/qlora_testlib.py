@@ -5,6 +5,7 @@ It exits 0 on success, 1 on failure (an AssertionError with a message), and 77 (
 venv lacks a reference library. Keep them deterministic: fixed seeds, CPU, fp32 unless stated.
 """
 import argparse
+import importlib
 import os
 import subprocess
 import sys
@@ -28,7 +29,7 @@ def require(*modules):
     out = []
     for m in modules:
         try:
-            out.append(__import__(m))
+            out.append(importlib.import_module(m))
         except Exception as e:  # ImportError, or a library failing to initialise
             print(f"SKIP: python module {m!r} not available: {e}")
             sys.exit(SKIP)
