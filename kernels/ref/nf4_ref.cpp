@@ -1,0 +1,275 @@
+// NF4 / FP4 blockwise quantization, plain C++ reference (the oracle). See nf4_ref.h for the rules.
+// Compiled with -ffp-contract=off (kernels/CMakeLists.txt): every float operation here is rounded on its
+// own, as in bitsandbytes' formulas; an FMA would change the DQ absmax rebuild.
+#include "kernels/ref/nf4_ref.h"
+
+#include <algorithm>
+#include <cfloat>
+#include <cmath>
+#include <vector>
+
+#include "kernels/ref/float16.h"
+
+namespace qlora {
+
+// ---- code tables -------------------------------------------------------------------------------------
+
+namespace {
+
+// bitsandbytes functional.py get_4bit_type("nf4") == kernels.cu nf4_dequantization_lut. Built by
+// create_normal_map (quantiles of N(0,1), normalised to [-1, 1]); the float32 bit patterns are checked in
+// tests/base/test_nf4_ref.cpp against nf4-spec.md 1.1 (bf800000 ... 3f800000).
+constexpr float kNf4Code[16] = {
+    -1.0f,                  // 0b0000
+    -0.6961928009986877f,   // 0b0001
+    -0.5250730514526367f,   // 0b0010
+    -0.39491748809814453f,  // 0b0011
+    -0.28444138169288635f,  // 0b0100
+    -0.18477343022823334f,  // 0b0101
+    -0.09105003625154495f,  // 0b0110
+    0.0f,                   // 0b0111
+    0.07958029955625534f,   // 0b1000
+    0.16093020141124725f,   // 0b1001
+    0.24611230194568634f,   // 0b1010
+    0.33791524171829224f,   // 0b1011
+    0.44070982933044434f,   // 0b1100
+    0.5626170039176941f,    // 0b1101
+    0.7229568362236023f,    // 0b1110
+    1.0f,                   // 0b1111
+};
+
+// FP4 e2m1 (bias 2), raw values [0, 0.0625, 8, 12, 4, 6, 2, 3] / 12; sign is bit 3. The literals are
+// kernels.cu fp4_dequantization_lut; they round to the same float32 as x / 12 (spec 1.2). CUDA decodes
+// lut[c & 7] * (1 - 2 * (c >> 3)), so index 8 is -0.0 here.
+constexpr float kFp4Code[16] = {
+    0.0f,  0.005208333333f,  0.66666667f,  1.0f,  0.33333333f,  0.5f,  0.16666667f,  0.25f,
+    -0.0f, -0.005208333333f, -0.66666667f, -1.0f, -0.33333333f, -0.5f, -0.16666667f, -0.25f,
+};
+// What bnb stores as FP4 quant_map: get_4bit_type("fp4") writes the Python integer -0, i.e. +0.0.
+constexpr float kFp4QuantMap[16] = {
+    0.0f, 0.005208333333f,  0.66666667f,  1.0f,  0.33333333f,  0.5f,  0.16666667f,  0.25f,
+    0.0f, -0.005208333333f, -0.66666667f, -1.0f, -0.33333333f, -0.5f, -0.16666667f, -0.25f,
+};
+
+// dQuantizeNF4's decision-tree literals (kernels.cu), ascending, as nvcc rounds them: each decimal
+// literal (e.g. -0.8480964004993439f) goes straight to the nearest float32 (bit patterns read from the PTX
+// of nvcc 13; g++ rounds them the same way). The exact midpoint (c[i] + c[i + 1]) / 2 of two float32 codes
+// is often a float32 tie; the 16-digit decimal printed from it sits just off the tie, so 4 of the 15
+// literals land one ulp away from the float32-rounded midpoint that bnb's CPU path bucketizes with
+// (indices 0, 8, 12, 14; nf4-spec.md 1.3 calls them bit-equal because it rounded through a double).
+// Hex floats so that no compiler can round them differently.
+constexpr float kNf4Thresholds[15] = {
+    -0x1.b239b2p-1f,  // -0.8480964004993439f   (bf591cd9; float32 midpoint bf591cd8)
+    -0x1.38a4ep-1f,   // -0.6106329262256622f   (bf1c5270)
+    -0x1.d709p-2f,    // -0.4599952697753906f   (beeb8480)
+    -0x1.5bd4ecp-2f,  // -0.33967943489551544f  (beadea76)
+    -0x1.e079d8p-3f,  // -0.23460740596055984f  (be703cec)
+    -0x1.1a7178p-3f,  // -0.13791173323988914f  (be0d38bc)
+    -0x1.74f0e2p-5f,  // -0.045525018125772476f (bd3a7871)
+    0x1.45f5fep-5f,   // 0.03979014977812767f   (3d22faff)
+    0x1.ec90c6p-4f,   // 0.1202552504837513f    (3df64863; float32 midpoint 3df64862)
+    0x1.a0cfcp-3f,    // 0.2035212516784668f    (3e5067e0)
+    0x1.2b05a8p-2f,   // 0.2920137718319893f    (3e9582d4)
+    0x1.8ea7f2p-2f,   // 0.3893125355243683f    (3ec753f9)
+    0x1.00da06p-1f,   // 0.5016634166240692f    (3f006d03; float32 midpoint 3f006d04)
+    0x1.491b5ep-1f,   // 0.6427869200706482f    (3f248daf)
+    0x1.b913b2p-1f,   // 0.8614784181118011f    (3f5c89d9; float32 midpoint 3f5c89da)
+};
+
+// dQuantizeFP4's literals on |s| (kernels.cu), ascending, as nvcc rounds them (hex from its PTX). Not
+// exact midpoints (0.583333f is below 7/12 = 0.5833334f): copied as written, since they make CUDA's bytes.
+constexpr float kFp4Thresholds[7] = {
+    0x1.555572p-9f,  // 0.00260417f (3b2aaab9)
+    0x1.6p-4f,       // 0.0859375f  (3db00000)
+    0x1.aaaaaap-3f,  // 0.20833333f (3e555555)
+    0x1.2aaaaap-2f,  // 0.29166667f (3e955555)
+    0x1.aaaaacp-2f,  // 0.4166667f  (3ed55556)
+    0x1.2aaaap-1f,   // 0.583333f   (3f155550)
+    0x1.aaaaaap-1f,  // 0.8333333f  (3f555555)
+};
+// FP4 magnitude codes in ascending order of value: k thresholds exceeded -> code. This is the decision
+// tree of dQuantizeFP4 written as a table (0, 1/192, 1/6, 1/4, 1/3, 1/2, 2/3, 1).
+constexpr uint8_t kFp4CodeOfRank[8] = {0, 1, 6, 7, 4, 5, 2, 3};
+
+// create_dynamic_map(signed=True, max_exponent_bits=7, total_bits=8) (bnb functional.py), computed the way
+// torch computes it on the CPU, so that every bit matches:
+//   - torch.linspace(0.1, 1.0, k) in float32: step = (1.0f - 0.1f) / (k - 1); element j is
+//     fma(step, j, 0.1f) for j < k / 2 and fma(-step, k - 1 - j, 1.0f) otherwise (torch's CPU kernel
+//     start + step * j / end - step * (k - 1 - j), which its build contracts to FMA; a plain multiply-add
+//     gives different bits for k >= 9, checked against torch 2.11);
+//   - means = (b[j] + b[j + 1]) / 2 in float32;
+//   - the Python float 10 ** (i - 6) times the float32 tensor: float32(10 ** (i - 6)) * mean in float32.
+std::vector<float> build_dynamic_map() {
+  constexpr double kDecade[7] = {1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0};  // 10 ** (i - 6) in Python
+  std::vector<float> data;
+  for (int i = 0; i < 7; ++i) {
+    const int64_t k = (int64_t{1} << i) + 1;  // signed: 2^i + 1 boundaries, 2^i means per sign
+    const float start = static_cast<float>(0.1), end = 1.0f;
+    const float step = (end - start) / static_cast<float>(k - 1);
+    std::vector<float> bounds(static_cast<size_t>(k));
+    for (int64_t j = 0; j < k; ++j)
+      bounds[j] = j < k / 2 ? std::fma(step, static_cast<float>(j), start)
+                            : std::fma(-step, static_cast<float>(k - 1 - j), end);
+    const float scale = static_cast<float>(kDecade[i]);
+    for (int64_t j = 0; j + 1 < k; ++j) {
+      const float mean = (bounds[j] + bounds[j + 1]) / 2.0f;
+      data.push_back(scale * mean);
+      data.push_back(-scale * mean);
+    }
+  }
+  data.push_back(0.0f);
+  data.push_back(1.0f);
+  std::sort(data.begin(), data.end());
+  return data;  // 127 negatives, 0, 127 positives, 1.0
+}
+
+}  // namespace
+
+const char* quant_type_name(QuantType type) { return type == QuantType::NF4 ? "nf4" : "fp4"; }
+
+size_t float_type_size(FloatType type) { return type == FloatType::F32 ? 4 : 2; }
+
+bool nf4_blocksize_valid(int64_t blocksize) {
+  return blocksize >= kNf4MinBlocksize && blocksize <= kNf4MaxBlocksize && (blocksize & (blocksize - 1)) == 0;
+}
+
+const float* nf4_code(QuantType type) { return type == QuantType::NF4 ? kNf4Code : kFp4Code; }
+
+const float* nf4_quant_map(QuantType type) { return type == QuantType::NF4 ? kNf4Code : kFp4QuantMap; }
+
+const float* nf4_thresholds(QuantType type, int* count) {
+  *count = type == QuantType::NF4 ? 15 : 7;
+  return type == QuantType::NF4 ? kNf4Thresholds : kFp4Thresholds;
+}
+
+const float* nf4_dynamic_map() {
+  static const std::vector<float> map = build_dynamic_map();
+  return map.data();
+}
+
+// ---- one value ---------------------------------------------------------------------------------------
+
+uint8_t nf4_encode(QuantType type, float s) {
+  if (type == QuantType::NF4) {
+    int code = 0;
+    for (float t : kNf4Thresholds) code += s > t;  // NaN: every comparison false -> code 0
+    return static_cast<uint8_t>(code);
+  }
+  const uint8_t sign = s < 0.0f ? 8 : 0;  // -0.0 and NaN count as positive
+  const float a = std::fabs(s);
+  int rank = 0;
+  for (float t : kFp4Thresholds) rank += a > t;
+  return static_cast<uint8_t>(kFp4CodeOfRank[rank] | sign);
+}
+
+uint8_t nf4_encode8(const float* code8, float s) {
+  int pivot = 127, upper_pivot = 255, lower_pivot = 0;
+  float lower = -1.0f, upper = 1.0f;
+  float val = code8[pivot];
+  for (int step = 64; step > 0; step >>= 1) {
+    if (s > val) {
+      lower_pivot = pivot;
+      lower = val;
+      pivot += step;
+    } else {
+      upper_pivot = pivot;
+      upper = val;
+      pivot -= step;
+    }
+    val = code8[pivot];
+  }
+  if (upper_pivot == 255) upper = code8[upper_pivot];
+  if (lower_pivot == 0) lower = code8[lower_pivot];
+  if (s > val) {
+    const float midpoint = (upper + val) * 0.5f;
+    return static_cast<uint8_t>(s > midpoint ? upper_pivot : pivot);
+  }
+  const float midpoint = (lower + val) * 0.5f;
+  return static_cast<uint8_t>(s < midpoint ? lower_pivot : pivot);
+}
+
+// ---- whole tensors -----------------------------------------------------------------------------------
+
+namespace {
+
+float load_float(FloatType type, const void* in, int64_t i) {
+  switch (type) {
+    case FloatType::F32: return static_cast<const float*>(in)[i];
+    case FloatType::F16: return fp16_to_float(static_cast<const uint16_t*>(in)[i]);
+    case FloatType::BF16: return bf16_to_float(static_cast<const uint16_t*>(in)[i]);
+  }
+  return 0.f;
+}
+
+void store_float(FloatType type, void* out, int64_t i, float v) {
+  switch (type) {
+    case FloatType::F32: static_cast<float*>(out)[i] = v; break;
+    case FloatType::F16: static_cast<uint16_t*>(out)[i] = float_to_fp16(v); break;
+    case FloatType::BF16: static_cast<uint16_t*>(out)[i] = float_to_bf16(v); break;
+  }
+}
+
+}  // namespace
+
+float nf4_block_absmax(const Nf4Scales& scales, int64_t block) {
+  if (!scales.double_quant()) return scales.absmax[block];
+  const float scaled = scales.code8[scales.absmax_q[block]] * scales.nested_absmax[block / kNf4NestedBlocksize];
+  return scaled + scales.offset;
+}
+
+void nf4_quantize_ref(QuantType type, FloatType in_type, const void* in, int64_t n, int64_t blocksize,
+                      uint8_t* packed, float* absmax) {
+  const int64_t nblocks = nf4_num_blocks(n, blocksize);
+  for (int64_t b = 0; b < nblocks; ++b) {
+    const int64_t begin = b * blocksize, end = std::min(n, begin + blocksize);
+    float amax = -FLT_MAX;  // CUDA's fmaxf reduction: starts at -FLT_MAX, fmaxf ignores NaN
+    for (int64_t i = begin; i < end; ++i) amax = std::fmax(amax, std::fabs(load_float(in_type, in, i)));
+    if (end - begin < blocksize) amax = std::fmax(amax, 0.0f);  // a partial block also reduces its 0 padding
+    absmax[b] = amax;
+    const float inv = 1.0f / amax;  // IEEE reciprocal, then a multiply (not a division), as CUDA
+    for (int64_t i = begin; i < end; i += 2) {
+      const uint8_t hi = nf4_encode(type, load_float(in_type, in, i) * inv);
+      const float second = i + 1 < end ? load_float(in_type, in, i + 1) : 0.0f;  // odd n: pad with 0
+      const uint8_t lo = nf4_encode(type, second * inv);
+      packed[i / 2] = static_cast<uint8_t>(hi << 4 | lo);
+    }
+  }
+}
+
+float nf4_absmax_mean(const float* absmax, int64_t nblocks) {
+  if (nblocks <= 0) return 0.0f;
+  double lane[kNf4MeanLanes] = {};
+  for (int l = 0; l < kNf4MeanLanes; ++l)
+    for (int64_t i = l; i < nblocks; i += kNf4MeanLanes) lane[l] += absmax[i];
+  for (int s = kNf4MeanLanes / 2; s > 0; s >>= 1)
+    for (int l = 0; l < s; ++l) lane[l] += lane[l + s];
+  return static_cast<float>(lane[0] / static_cast<double>(nblocks));
+}
+
+void nf4_double_quantize_ref(const float* absmax, int64_t nblocks, const float* code8, uint8_t* absmax_q,
+                             float* nested_absmax, float* offset) {
+  const float mean = nf4_absmax_mean(absmax, nblocks);
+  *offset = mean;
+  const int64_t ngroups = nf4_num_nested_blocks(nblocks);
+  for (int64_t g = 0; g < ngroups; ++g) {
+    const int64_t begin = g * kNf4NestedBlocksize, end = std::min(nblocks, begin + kNf4NestedBlocksize);
+    float amax = -FLT_MAX;  // same reduction as the 4-bit absmax (kQuantizeBlockwise<float, 256, 2, 0, General8bit>)
+    for (int64_t i = begin; i < end; ++i) amax = std::fmax(amax, std::fabs(absmax[i] - mean));
+    if (end - begin < kNf4NestedBlocksize) amax = std::fmax(amax, 0.0f);
+    nested_absmax[g] = amax;
+    const float inv = 1.0f / amax;  // a group of equal values: 1/0 = inf, 0 * inf = NaN -> code 0
+    for (int64_t i = begin; i < end; ++i) absmax_q[i] = nf4_encode8(code8, (absmax[i] - mean) * inv);
+  }
+}
+
+void nf4_dequantize_ref(QuantType type, const uint8_t* packed, const Nf4Scales& scales, int64_t n,
+                        int64_t blocksize, FloatType out_type, void* out) {
+  const float* code = nf4_code(type);
+  for (int64_t i = 0; i < n; ++i) {
+    const uint8_t byte = packed[i / 2];
+    const uint8_t q = (i & 1) ? (byte & 0x0f) : (byte >> 4);
+    store_float(out_type, out, i, code[q] * nf4_block_absmax(scales, i / blocksize));
+  }
+}
+
+}  // namespace qlora
