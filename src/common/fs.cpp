@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -45,10 +46,14 @@ void make_dirs(const std::string& path) {
   QLORA_INPUT_CHECK(!ec, path, ": cannot create directory (", ec.message(), ")");
 }
 
+// POSIX nftw, not std::filesystem::remove_all: libtorch.so exports its own copy of that symbol (a static
+// libstdc++fs), which wins symbol resolution in torch programs and crashes there (jump to null).
 void remove_all(const std::string& path) {
-  std::error_code ec;
-  std::filesystem::remove_all(path, ec);
-  QLORA_INPUT_CHECK(!ec, path, ": cannot remove (", ec.message(), ")");
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0) return;  // nothing to remove
+  auto remove_one = [](const char* p, const struct stat*, int, struct FTW*) { return ::remove(p); };
+  const int rc = ::nftw(path.c_str(), remove_one, 16, FTW_DEPTH | FTW_PHYS);
+  QLORA_INPUT_CHECK(rc == 0, path, ": cannot remove (", std::strerror(errno), ")");
 }
 
 std::string join(const std::string& a, const std::string& b) {
