@@ -1,0 +1,37 @@
+// Learning-rate schedules with the formulas of transformers' get_scheduler (optimization.py), as LambdaLR
+// factors of the base learning rate. Step s is the number of optimizer steps already taken: update s+1 uses
+// base_lr * factor(s), exactly as HF Trainer (which steps the scheduler after each optimizer step).
+//   constant               1                                         (the QLoRA setting; ignores warmup)
+//   constant_with_warmup   s < W ? s / max(1, W) : 1
+//   linear                 s < W ? s / max(1, W) : max(0, (T - s) / max(1, T - W))
+//   cosine                 s < W ? s / max(1, W) : max(0, 0.5 * (1 + cos(pi * 2 * cycles * p))),
+//                          p = (s - W) / max(1, T - W), cycles = 0.5
+#pragma once
+#include <cstdint>
+#include <string>
+
+namespace qlora::optim {
+
+enum class ScheduleKind { Constant, ConstantWithWarmup, Linear, Cosine };
+
+// HF names: "constant", "constant_with_warmup", "linear", "cosine". Input error naming `key` otherwise.
+ScheduleKind parse_schedule_kind(const std::string& name, const std::string& key = "lr_scheduler_type");
+std::string to_string(ScheduleKind kind);
+
+// HF TrainingArguments.get_warmup_steps: warmup_steps when > 0, else ceil(warmup_ratio * max_steps).
+int64_t resolve_warmup_steps(int64_t warmup_steps, double warmup_ratio, int64_t max_steps);
+
+struct LrSchedule {
+  ScheduleKind kind = ScheduleKind::Constant;
+  double base_lr = 2e-4;       // qlora.py learning_rate
+  int64_t warmup_steps = 0;    // W
+  int64_t total_steps = 0;     // T (max_steps)
+  double num_cycles = 0.5;     // cosine: HF default, half a cosine wave from 1 to 0
+
+  double factor(int64_t step) const;                      // the LambdaLR multiplier at `step`
+  double lr(int64_t step) const { return base_lr * factor(step); }
+  std::string to_json() const;                            // for checkpoints: {"kind", "base_lr", ...}
+  static LrSchedule from_json(const std::string& text, const std::string& path_for_errors);
+};
+
+}  // namespace qlora::optim
