@@ -217,10 +217,9 @@ float nf4_block_absmax(const Nf4Scales& scales, int64_t block) {
   return scaled + scales.offset;
 }
 
-void nf4_quantize_ref(QuantType type, FloatType in_type, const void* in, int64_t n, int64_t blocksize,
-                      uint8_t* packed, float* absmax) {
-  const int64_t nblocks = nf4_num_blocks(n, blocksize);
-  for (int64_t b = 0; b < nblocks; ++b) {
+void nf4_quantize_blocks_ref(QuantType type, FloatType in_type, const void* in, int64_t n, int64_t blocksize,
+                             uint8_t* packed, float* absmax, int64_t block_begin, int64_t block_end) {
+  for (int64_t b = block_begin; b < block_end; ++b) {
     const int64_t begin = b * blocksize, end = std::min(n, begin + blocksize);
     float amax = -FLT_MAX;  // CUDA's fmaxf reduction: starts at -FLT_MAX, fmaxf ignores NaN
     for (int64_t i = begin; i < end; ++i) amax = std::fmax(amax, std::fabs(load_float(in_type, in, i)));
@@ -234,6 +233,11 @@ void nf4_quantize_ref(QuantType type, FloatType in_type, const void* in, int64_t
       packed[i / 2] = static_cast<uint8_t>(hi << 4 | lo);
     }
   }
+}
+
+void nf4_quantize_ref(QuantType type, FloatType in_type, const void* in, int64_t n, int64_t blocksize,
+                      uint8_t* packed, float* absmax) {
+  nf4_quantize_blocks_ref(type, in_type, in, n, blocksize, packed, absmax, 0, nf4_num_blocks(n, blocksize));
 }
 
 float nf4_absmax_mean(const float* absmax, int64_t nblocks) {
@@ -262,14 +266,23 @@ void nf4_double_quantize_ref(const float* absmax, int64_t nblocks, const float* 
   }
 }
 
+void nf4_dequantize_blocks_ref(QuantType type, const uint8_t* packed, const Nf4Scales& scales, int64_t n,
+                               int64_t blocksize, FloatType out_type, void* out, int64_t block_begin,
+                               int64_t block_end) {
+  const float* code = nf4_code(type);
+  for (int64_t b = block_begin; b < block_end; ++b) {
+    const float amax = nf4_block_absmax(scales, b);
+    for (int64_t i = b * blocksize; i < std::min(n, (b + 1) * blocksize); ++i) {
+      const uint8_t byte = packed[i / 2];
+      const uint8_t q = (i & 1) ? (byte & 0x0f) : (byte >> 4);
+      store_float(out_type, out, i, code[q] * amax);
+    }
+  }
+}
+
 void nf4_dequantize_ref(QuantType type, const uint8_t* packed, const Nf4Scales& scales, int64_t n,
                         int64_t blocksize, FloatType out_type, void* out) {
-  const float* code = nf4_code(type);
-  for (int64_t i = 0; i < n; ++i) {
-    const uint8_t byte = packed[i / 2];
-    const uint8_t q = (i & 1) ? (byte & 0x0f) : (byte >> 4);
-    store_float(out_type, out, i, code[q] * nf4_block_absmax(scales, i / blocksize));
-  }
+  nf4_dequantize_blocks_ref(type, packed, scales, n, blocksize, out_type, out, 0, nf4_num_blocks(n, blocksize));
 }
 
 }  // namespace qlora

@@ -115,4 +115,12 @@ float nf4_absmax_mean(const float* absmax, int64_t nblocks);
 void nf4_dequantize_ref(QuantType type, const uint8_t* packed, const Nf4Scales& scales, int64_t n,
                         int64_t blocksize, FloatType out_type, void* out);
 
+// The same two, restricted to the blocks [block_begin, block_end) of the whole tensor (pointers and n are
+// the whole tensor's). The CPU path's threads and its scalar fallback run these on their share of blocks.
+void nf4_quantize_blocks_ref(QuantType type, FloatType in_type, const void* in, int64_t n, int64_t blocksize,
+                             uint8_t* packed, float* absmax, int64_t block_begin, int64_t block_end);
+void nf4_dequantize_blocks_ref(QuantType type, const uint8_t* packed, const Nf4Scales& scales, int64_t n,
+                               int64_t blocksize, FloatType out_type, void* out, int64_t block_begin,
+                               int64_t block_end);
+
 }  // namespace qlora

@@ -1,0 +1,163 @@
+// The fast CPU path (kernels/cpu/nf4_cpu.h) against the reference, byte for byte: odd shapes, every input
+// and output dtype, every blocksize, DQ on and off, zero blocks, NaN/Inf, the AVX2 and scalar versions and
+// 1..3 threads. There is no tolerance: the two must do the same float32 operations.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/cpu/nf4_cpu.h"
+#include "kernels/ref/float16.h"
+#include "kernels/ref/nf4_ref.h"
+
+namespace qlora {
+namespace {
+
+// n values of the given dtype (raw bytes): N(0, 0.02^2) weights with an all-zero block at [64, 128) when it
+// fits, a few NaN / Inf / huge values when `specials`, and exact threshold values times a power of two.
+std::vector<uint8_t> make_input(FloatType t, int64_t n, uint32_t seed, bool specials) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, 0.02f);
+  std::vector<float> x(static_cast<size_t>(n));
+  for (auto& v : x) v = dist(rng);
+  for (int64_t i = 64; i < std::min<int64_t>(n, 128); ++i) x[i] = 0.0f;
+  if (specials && n > 4000) {
+    x[3001] = std::nanf("");
+    x[3500] = INFINITY;
+    x[3600] = -INFINITY;
+    x[3700] = 1e30f;  // overflows fp16 input, not bf16
+  }
+  std::vector<uint8_t> raw(static_cast<size_t>(n) * float_type_size(t));
+  for (int64_t i = 0; i < n; ++i) {
+    if (t == FloatType::F32) {
+      std::memcpy(raw.data() + 4 * i, &x[i], 4);
+    } else {
+      const uint16_t h = t == FloatType::F16 ? float_to_fp16(x[i]) : float_to_bf16(x[i]);
+      std::memcpy(raw.data() + 2 * i, &h, 2);
+    }
+  }
+  return raw;
+}
+
+const char* dtype_name(FloatType t) { return t == FloatType::F32 ? "f32" : t == FloatType::F16 ? "f16" : "bf16"; }
+
+// Compares two dequantized outputs bitwise, treating any NaN as equal to any NaN.
+::testing::AssertionResult same_values(FloatType t, const std::vector<uint8_t>& a, const std::vector<uint8_t>& b) {
+  if (a.size() != b.size()) return ::testing::AssertionFailure() << "sizes differ";
+  const size_t w = float_type_size(t), n = a.size() / w;
+  for (size_t i = 0; i < n; ++i) {
+    if (std::memcmp(a.data() + i * w, b.data() + i * w, w) == 0) continue;
+    uint32_t ua = 0, ub = 0;
+    std::memcpy(&ua, a.data() + i * w, w);
+    std::memcpy(&ub, b.data() + i * w, w);
+    const float fa = t == FloatType::F32 ? float_from_bits(ua) : t == FloatType::F16 ? fp16_to_float(uint16_t(ua)) : bf16_to_float(uint16_t(ua));
+    const float fb = t == FloatType::F32 ? float_from_bits(ub) : t == FloatType::F16 ? fp16_to_float(uint16_t(ub)) : bf16_to_float(uint16_t(ub));
+    if (std::isnan(fa) && std::isnan(fb)) continue;
+    return ::testing::AssertionFailure() << "value " << i << ": " << std::hex << ua << " vs " << ub;
+  }
+  return ::testing::AssertionSuccess();
+}
+
+struct Case {
+  QuantType type;
+  FloatType dtype;
+  int64_t n, blocksize;
+};
+
+void check_case(const Case& c, bool double_quant, const std::string& label) {
+  const auto in = make_input(c.dtype, c.n, static_cast<uint32_t>(c.n * 7 + c.blocksize), true);
+  const int64_t nb = nf4_num_blocks(c.n, c.blocksize), nbytes = nf4_packed_bytes(c.n);
+  std::vector<uint8_t> packed_ref(nbytes, 0xAA), packed_cpu(nbytes, 0x55);
+  std::vector<float> absmax_ref(nb, -1.f), absmax_cpu(nb, -2.f);
+  nf4_quantize_ref(c.type, c.dtype, in.data(), c.n, c.blocksize, packed_ref.data(), absmax_ref.data());
+  nf4_quantize_cpu(c.type, c.dtype, in.data(), c.n, c.blocksize, packed_cpu.data(), absmax_cpu.data());
+  ASSERT_EQ(packed_ref, packed_cpu) << label;
+  ASSERT_EQ(0, std::memcmp(absmax_ref.data(), absmax_cpu.data(), nb * 4)) << label;
+
+  Nf4Scales scales;
+  std::vector<uint8_t> absmax_q(nb), absmax_q_cpu(nb);
+  std::vector<float> nested(nf4_num_nested_blocks(nb)), nested_cpu(nested.size());
+  float offset = 0, offset_cpu = 1;
+  if (double_quant) {
+    nf4_double_quantize_ref(absmax_ref.data(), nb, nf4_dynamic_map(), absmax_q.data(), nested.data(), &offset);
+    nf4_double_quantize_cpu(absmax_ref.data(), nb, nf4_dynamic_map(), absmax_q_cpu.data(), nested_cpu.data(),
+                            &offset_cpu);
+    ASSERT_EQ(absmax_q, absmax_q_cpu) << label;
+    ASSERT_EQ(0, std::memcmp(nested.data(), nested_cpu.data(), nested.size() * 4)) << label;
+    ASSERT_EQ(float_bits(offset), float_bits(offset_cpu)) << label;
+    scales.absmax_q = absmax_q.data();
+    scales.code8 = nf4_dynamic_map();
+    scales.nested_absmax = nested.data();
+    scales.offset = offset;
+  } else {
+    scales.absmax = absmax_ref.data();
+  }
+  for (FloatType out_t : {FloatType::F32, FloatType::F16, FloatType::BF16}) {
+    const size_t bytes = static_cast<size_t>(c.n) * float_type_size(out_t);
+    std::vector<uint8_t> out_ref(bytes, 0x11), out_cpu(bytes, 0x22);
+    nf4_dequantize_ref(c.type, packed_ref.data(), scales, c.n, c.blocksize, out_t, out_ref.data());
+    nf4_dequantize_cpu(c.type, packed_ref.data(), scales, c.n, c.blocksize, out_t, out_cpu.data());
+    ASSERT_TRUE(same_values(out_t, out_ref, out_cpu)) << label << " out=" << dtype_name(out_t);
+  }
+}
+
+class Nf4Cpu : public ::testing::TestWithParam<CpuIsa> {
+ protected:
+  void SetUp() override { nf4_cpu_force_isa(GetParam()); }
+  void TearDown() override {
+    nf4_cpu_reset_isa();
+    nf4_cpu_set_num_threads(0);  // back to one thread per hardware thread
+  }
+};
+
+TEST_P(Nf4Cpu, MatchesReferenceOnOddShapes) {
+  // (1,1), (3,5), (63,65), (4097,3), and lengths around block and vector widths.
+  const int64_t sizes[] = {1, 15, 31, 33, 3 * 5, 63 * 65, 4097 * 3, 64 * 1024 + 17};
+  for (int threads : {1, 2, 3}) {
+    nf4_cpu_set_num_threads(threads);
+    for (QuantType type : {QuantType::NF4, QuantType::FP4})
+      for (FloatType dtype : {FloatType::F32, FloatType::F16, FloatType::BF16})
+        for (int64_t bs = 32; bs <= 4096; bs *= 2)
+          for (int64_t n : sizes)
+            for (bool dq : {false, true}) {
+              const std::string label = std::string(quant_type_name(type)) + " " + dtype_name(dtype) +
+                                        " n=" + std::to_string(n) + " bs=" + std::to_string(bs) +
+                                        " dq=" + std::to_string(dq) + " threads=" + std::to_string(threads);
+              check_case({type, dtype, n, bs}, dq, label);
+              if (HasFatalFailure()) return;
+            }
+  }
+}
+
+TEST_P(Nf4Cpu, MatchesReferenceOnALargeWeight) {
+  // (256, 4096) at the default blocksize and the largest one, through the thread pool.
+  nf4_cpu_set_num_threads(2);
+  for (QuantType type : {QuantType::NF4, QuantType::FP4})
+    for (FloatType dtype : {FloatType::F32, FloatType::BF16})
+      for (int64_t bs : {64, 4096}) {
+        check_case({type, dtype, 256 * 4096, bs}, true, std::string(quant_type_name(type)) + dtype_name(dtype));
+        if (HasFatalFailure()) return;
+      }
+}
+
+INSTANTIATE_TEST_SUITE_P(Isa, Nf4Cpu, ::testing::Values(CpuIsa::Scalar, CpuIsa::Avx2),
+                         [](const ::testing::TestParamInfo<CpuIsa>& info) {
+                           return std::string(info.param == CpuIsa::Scalar ? "Scalar" : "Avx2");
+                         });
+
+TEST(Nf4CpuDispatch, ReportsTheIsaInUse) {
+  nf4_cpu_force_isa(CpuIsa::Scalar);
+  EXPECT_EQ(nf4_cpu_isa(), CpuIsa::Scalar);
+  nf4_cpu_reset_isa();
+  // On this project's x86-64 builders the AVX2 path must be the one in use (else the bench is meaningless).
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c")) {
+    EXPECT_EQ(nf4_cpu_isa(), CpuIsa::Avx2);
+  }
+  EXPECT_GE(nf4_cpu_num_threads(), 1);
+}
+
+}  // namespace
+}  // namespace qlora
