@@ -1,0 +1,73 @@
+// Dataset formats: every record becomes (source, target) strings exactly as the QLoRA reference's
+// `format_dataset` / `extract_*` functions make its `input` / `output` columns (qlora.py @ 7f4e95a6,
+// l.500-672; docs: qlora-reference.md sections 4.2-4.4 and 5). Where the reference has no loader
+// (unnatural-instructions, flan-v2, longform, vicuna, raw OASST1 trees) the mapping is ours and documented
+// next to its name below.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace qlora::data {
+
+enum class DatasetFormat {
+  Alpaca,        // instruction/input/output -> the ALPACA_PROMPT_DICT template (with or without input); output
+  AlpacaClean,   // same as alpaca (yahma/alpaca-cleaned has the same columns)
+  SelfInstruct,  // prompt/completion -> verbatim (completion keeps its "<|endoftext|>")
+  UnnaturalInstructions,  // instances[].instruction_with_input / instances[].output; one pair per instance
+                          // (the reference's extract_unnatural_instructions_data; reformulations optional)
+  FlanV2,        // inputs/targets -> verbatim (the reference has no loader; the Flan Collection's columns)
+  Longform,      // input/output -> verbatim (akoksal/LongForm; the reference uses its columns as they are)
+  Chip2,         // OIG text: source = the part before "\n<bot>: " with every "<human>: " removed;
+                 // target = the part after it, up to the next "\n<bot>: " (later turns are dropped)
+  HhRlhf,        // source "", target = `chosen`
+  Oasst1,        // guanaco rows {"text"}: source "", target = text. Raw OASST1 message trees (flat messages
+                 // or nested trees) are first reduced to the top-ranked path and rendered as guanaco text.
+  Vicuna,        // ShareGPT/Vicuna {"conversations": [{"from", "value"}]}: rendered as guanaco text
+                 // ("### Human: ...### Assistant: ..."), source "" (the reference raises NotImplementedError)
+  InputOutput,   // {"input", "output"} used as they are (the reference's default for a local file)
+};
+
+// "alpaca", "alpaca-clean", "self-instruct", "unnatural-instructions", "flan-v2", "longform", "chip2",
+// "hh-rlhf", "oasst1", "vicuna" (alias "sharegpt"), "input-output". Input error listing them otherwise.
+DatasetFormat parse_dataset_format(const std::string& name);
+std::string dataset_format_name(DatasetFormat format);
+std::vector<std::string> dataset_format_names();
+
+struct Sample {
+  std::string source;  // the reference's `input` column (for alpaca: the filled-in prompt template)
+  std::string target;  // the reference's `output` column
+  int64_t line = 0;    // line of the record it came from (for messages)
+};
+
+struct DatasetLoadOptions {
+  std::string format;                     // a name above, or "" to infer it from the records' keys
+  bool unnatural_reformulations = false;  // also take instances from `reformulations` (reference default off)
+};
+
+struct LoadedDataset {
+  DatasetFormat format = DatasetFormat::InputOutput;
+  bool format_inferred = false;
+  std::string layout;             // what the file held, e.g. "guanaco text rows", "OASST1 message trees (flat)"
+  std::vector<Sample> samples;
+  int64_t num_records = 0;        // records read from the file
+  int64_t num_skipped = 0;        // OASST1: trees without any usable reply, messages whose parent is absent
+};
+
+// Reads PATH (JSON array, JSON Lines, gzip-compressed either way) and maps every record to samples.
+// Errors name the file, the line and the field (qlora::Error Input).
+LoadedDataset load_dataset(const std::string& path, const DatasetLoadOptions& options = {});
+
+// The reference's ALPACA_PROMPT_DICT (qlora.py l.517-528): the with-input template when `input` is not
+// empty. Both end with "### Response: " (with the trailing space: keep it for token parity).
+std::string alpaca_prompt(const std::string& instruction, const std::string& input);
+
+// Guanaco rendering of a conversation: "### Human: " + turn + "### Assistant: " + turn ..., no separators
+// (the bytes of timdettmers/openassistant-guanaco rows). roles: true = human (prompter), false = assistant.
+struct Turn {
+  bool human = true;
+  std::string text;
+};
+std::string render_guanaco(const std::vector<Turn>& turns);
+
+}  // namespace qlora::data

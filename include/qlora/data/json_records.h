@@ -1,0 +1,59 @@
+// Readers for local dataset files: a JSON array of records, JSON Lines, and either one gzip-compressed
+// (detected by its magic bytes, whatever the name). JSON Lines are streamed line by line; a JSON array is
+// read whole and parsed one element at a time. Every record remembers the line it starts on, so that a bad
+// record is reported as FILE:LINE: field "x": what is wrong (qlora::Error Input, exit code 2).
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace qlora::data {
+
+struct JsonRecord {
+  nlohmann::json value;  // one record (an object for every dataset format)
+  int64_t line = 0;      // 1-based line of the file where the record starts
+};
+
+class JsonRecordReader {
+ public:
+  // Opens PATH (Input error naming it when missing/unreadable or empty) and detects the layout: a first
+  // non-blank byte '[' means a JSON array, anything else JSON Lines (blank lines are skipped).
+  explicit JsonRecordReader(const std::string& path);
+  ~JsonRecordReader();
+  JsonRecordReader(const JsonRecordReader&) = delete;
+  JsonRecordReader& operator=(const JsonRecordReader&) = delete;
+
+  // The next record; false at the end of the file. Bad JSON and invalid UTF-8 are Input errors naming the
+  // file, the line and (for invalid UTF-8) the field.
+  bool next(JsonRecord& out);
+  const std::string& path() const;
+  bool is_json_array() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// All records of PATH.
+std::vector<JsonRecord> read_json_records(const std::string& path);
+
+// Field access with errors that name FILE:LINE and the field.
+//   require_object: the record itself must be a JSON object.
+//   string_field:   a string; a missing (or null, when allow_null) field gives `fallback` if optional.
+std::string record_where(const std::string& path, const JsonRecord& rec);
+void require_object(const std::string& path, const JsonRecord& rec);
+std::string string_field(const std::string& path, const JsonRecord& rec, const nlohmann::json& obj,
+                         const std::string& field, bool required, const std::string& field_path = "");
+const nlohmann::json& array_field(const std::string& path, const JsonRecord& rec, const nlohmann::json& obj,
+                                  const std::string& field, const std::string& field_path = "");
+
+// True when [data, data+n) is well-formed UTF-8 (no overlong forms, no surrogates, at most U+10FFFF);
+// otherwise *bad_offset gets the offset of the first bad byte.
+bool valid_utf8(const char* data, size_t n, size_t* bad_offset = nullptr);
+// Python's len(): the number of code points of a UTF-8 string.
+int64_t utf8_length(const std::string& s);
+
+}  // namespace qlora::data

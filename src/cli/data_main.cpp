@@ -1,0 +1,60 @@
+// qlora-data: look at a dataset the way the trainer will see it, and tokenize text in bulk.
+//   qlora-data show --dataset FILE [--dataset-format F] [--tokenizer PATH | --model DIR]
+//                   [--source-max-len N] [--target-max-len N] [--train-on-source] [-n N] [--json]
+//   qlora-data tokenize --input FILE.jsonl [--output FILE.jsonl] [--tokenizer PATH | --model DIR]
+//                       [--add-bos] [--add-eos]
+// Exit codes: 0 ok, 2 bad input (the message names the file, line and field), 1 internal error.
+#include <CLI/CLI.hpp>
+
+#include <iostream>
+
+#include "qlora/common/cli.h"
+#include "qlora/data/inspect.h"
+
+int main(int argc, char** argv) {
+  return qlora::run_cli("qlora-data", [&]() -> int {
+    CLI::App app{"qlora-data: inspect datasets (templates, token ids, labels) and tokenize text"};
+    app.require_subcommand(1);
+    std::string tokenizer, model;
+    const auto add_tokenizer_flags = [&](CLI::App* cmd) {
+      cmd->add_option("--tokenizer", tokenizer, "SentencePiece tokenizer.model (or a directory holding one)");
+      cmd->add_option("--model", model, "model directory holding tokenizer.model");
+    };
+
+    qlora::data::ShowOptions show;
+    auto* show_cmd = app.add_subcommand("show", "print the first N examples: source/target text, ids, labels");
+    show_cmd->add_option("--dataset", show.data.dataset, "dataset file (.json, .jsonl, .jsonl.gz)")->required();
+    show_cmd->add_option("--dataset-format", show.data.dataset_format, "format (default: inferred from the keys)");
+    add_tokenizer_flags(show_cmd);
+    show_cmd->add_option("--source-max-len", show.data.source_max_len, "source tokens kept, BOS included")
+        ->capture_default_str();
+    show_cmd->add_option("--target-max-len", show.data.target_max_len, "target tokens kept, EOS included")
+        ->capture_default_str();
+    show_cmd->add_flag("--train-on-source", show.data.train_on_source, "labels on the source tokens too");
+    show_cmd->add_option("-n", show.count, "examples to print (0: all)")->capture_default_str();
+    show_cmd->add_flag("--json", show.json, "one JSON object per example per line");
+
+    std::string input, output = "-";
+    bool add_bos = false, add_eos = false;
+    auto* tok_cmd = app.add_subcommand("tokenize", "encode/decode JSONL records {\"text\"} or {\"ids\"}");
+    tok_cmd->add_option("--input", input, "JSON Lines input")->required();
+    tok_cmd->add_option("--output", output, "JSON Lines output ('-': stdout)")->capture_default_str();
+    tok_cmd->add_flag("--add-bos", add_bos, "prepend BOS when a record does not say");
+    tok_cmd->add_flag("--add-eos", add_eos, "append EOS when a record does not say");
+    add_tokenizer_flags(tok_cmd);
+
+    try {
+      app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+      const int rc = app.exit(e);
+      return rc == 0 ? 0 : 2;  // usage errors are bad input
+    }
+    const auto tok = qlora::data::Tokenizer::load(qlora::data::resolve_tokenizer_path(tokenizer, model));
+    if (*show_cmd) {
+      qlora::data::show_examples(show, tok, std::cout);
+    } else {
+      qlora::data::tokenize_jsonl(tok, input, output, add_bos, add_eos);
+    }
+    return 0;
+  });
+}

@@ -1,0 +1,436 @@
+#include "qlora/data/dataset.h"
+
+#include <map>
+#include <optional>
+#include <unordered_map>
+
+#include "qlora/common/error.h"
+#include "qlora/common/log.h"
+#include "qlora/data/json_records.h"
+
+namespace qlora::data {
+namespace {
+
+using nlohmann::json;
+
+struct FormatName {
+  DatasetFormat format;
+  const char* name;
+};
+constexpr FormatName kFormatNames[] = {
+    {DatasetFormat::Alpaca, "alpaca"},
+    {DatasetFormat::AlpacaClean, "alpaca-clean"},
+    {DatasetFormat::SelfInstruct, "self-instruct"},
+    {DatasetFormat::UnnaturalInstructions, "unnatural-instructions"},
+    {DatasetFormat::FlanV2, "flan-v2"},
+    {DatasetFormat::Longform, "longform"},
+    {DatasetFormat::Chip2, "chip2"},
+    {DatasetFormat::HhRlhf, "hh-rlhf"},
+    {DatasetFormat::Oasst1, "oasst1"},
+    {DatasetFormat::Vicuna, "vicuna"},
+    {DatasetFormat::InputOutput, "input-output"},
+};
+
+// qlora.py ALPACA_PROMPT_DICT, byte for byte (note the trailing space after "### Response:").
+constexpr const char kAlpacaWithInputHead[] =
+    "Below is an instruction that describes a task, paired with an input that provides further context. "
+    "Write a response that appropriately completes the request.\n\n### Instruction:\n";
+constexpr const char kAlpacaNoInputHead[] =
+    "Below is an instruction that describes a task. Write a response that appropriately completes the "
+    "request.\n\n### Instruction:\n";
+constexpr const char kAlpacaInputMid[] = "\n\n### Input:\n";
+constexpr const char kAlpacaResponse[] = "\n\n### Response: ";
+
+// Guanaco markers (timdettmers/openassistant-guanaco rows; qlora-reference.md section 5).
+constexpr const char kGuanacoHuman[] = "### Human: ";
+constexpr const char kGuanacoAssistant[] = "### Assistant: ";
+
+// OIG unified_chip2 markers split by the reference (qlora.py format_dataset, chip2 branch).
+constexpr const char kChip2Bot[] = "\n<bot>: ";
+constexpr const char kChip2Human[] = "<human>: ";
+
+bool has(const json& obj, const char* key) { return obj.contains(key) && !obj.at(key).is_null(); }
+
+std::string replace_all(std::string s, const std::string& from, const std::string& to) {
+  size_t pos = 0;
+  while ((pos = s.find(from, pos)) != std::string::npos) {
+    s.replace(pos, from.size(), to);
+    pos += to.size();
+  }
+  return s;
+}
+
+// The OASST1 layouts that the oasst1 format accepts, told apart by the first record.
+enum class OasstLayout { GuanacoRows, FlatMessages, NestedTrees };
+
+std::optional<OasstLayout> oasst_layout(const json& rec) {
+  if (has(rec, "prompt") && rec.at("prompt").is_object() && rec.at("prompt").contains("replies")) {
+    return OasstLayout::NestedTrees;
+  }
+  if (has(rec, "message_id") && has(rec, "role")) return OasstLayout::FlatMessages;
+  if (has(rec, "text")) return OasstLayout::GuanacoRows;
+  return std::nullopt;
+}
+
+// Infers the format from the first record's keys; nullopt when no known layout fits.
+std::optional<DatasetFormat> infer_format(const json& rec) {
+  if (!rec.is_object()) return std::nullopt;
+  if (has(rec, "instruction") && has(rec, "output")) return DatasetFormat::Alpaca;
+  if (has(rec, "prompt") && has(rec, "completion")) return DatasetFormat::SelfInstruct;
+  if (has(rec, "instances") && rec.at("instances").is_array()) return DatasetFormat::UnnaturalInstructions;
+  if (has(rec, "inputs") && has(rec, "targets")) return DatasetFormat::FlanV2;
+  if (has(rec, "chosen")) return DatasetFormat::HhRlhf;
+  if (has(rec, "conversations")) return DatasetFormat::Vicuna;
+  if (auto layout = oasst_layout(rec); layout && *layout != OasstLayout::GuanacoRows) return DatasetFormat::Oasst1;
+  if (has(rec, "text") && rec.at("text").is_string()) {
+    const auto& text = rec.at("text").get_ref<const std::string&>();
+    if (text.find("### Human:") != std::string::npos) return DatasetFormat::Oasst1;
+    if (text.find("<human>:") != std::string::npos && text.find("<bot>:") != std::string::npos) {
+      return DatasetFormat::Chip2;
+    }
+    return std::nullopt;
+  }
+  if (has(rec, "input") && has(rec, "output")) return DatasetFormat::InputOutput;
+  return std::nullopt;
+}
+
+std::string key_list(const json& rec) {
+  if (!rec.is_object()) return "(not an object)";
+  std::string out;
+  for (auto it = rec.begin(); it != rec.end(); ++it) out += (out.empty() ? "" : ", ") + it.key();
+  return "[" + out + "]";
+}
+
+// ---- OASST1 message trees --------------------------------------------------------------------------------
+
+struct Message {
+  std::string id;
+  std::string text;
+  bool human = true;
+  bool deleted = false;
+  std::optional<int64_t> rank;
+  int64_t line = 0;
+  std::vector<size_t> children;  // indices into the message table, in file order
+};
+
+// One message's fields, with errors naming FILE:LINE and the field path.
+Message read_message(const std::string& path, const JsonRecord& rec, const json& node, const std::string& where) {
+  Message m;
+  m.line = rec.line;
+  const auto field = [&](const char* f) { return where.empty() ? std::string(f) : where + "." + f; };
+  m.id = string_field(path, rec, node, "message_id", true, field("message_id"));
+  m.text = string_field(path, rec, node, "text", true, field("text"));
+  const std::string role = string_field(path, rec, node, "role", true, field("role"));
+  QLORA_INPUT_CHECK(role == "prompter" || role == "assistant", record_where(path, rec), ": field \"",
+                    field("role"), "\": expected \"prompter\" or \"assistant\", got \"", role, "\"");
+  m.human = role == "prompter";
+  if (has(node, "deleted")) {
+    QLORA_INPUT_CHECK(node.at("deleted").is_boolean(), record_where(path, rec), ": field \"", field("deleted"),
+                      "\": expected a boolean");
+    m.deleted = node.at("deleted").get<bool>();
+  }
+  if (has(node, "rank")) {
+    QLORA_INPUT_CHECK(node.at("rank").is_number_integer(), record_where(path, rec), ": field \"", field("rank"),
+                      "\": expected an integer or null");
+    m.rank = node.at("rank").get<int64_t>();
+  }
+  return m;
+}
+
+// The reply to follow: among the children that are not deleted, the best-ranked one (rank 0 is the most
+// preferred; ties keep file order); when none is ranked (prompter follow-ups never are, a lone reply is
+// not), the first in file order. SIZE_MAX when no child is usable.
+size_t pick_reply(const std::vector<Message>& table, const Message& parent) {
+  size_t best = SIZE_MAX, first = SIZE_MAX;
+  for (size_t c : parent.children) {
+    const Message& m = table[c];
+    if (m.deleted) continue;
+    if (first == SIZE_MAX) first = c;
+    if (m.rank && (best == SIZE_MAX || *m.rank < *table[best].rank)) best = c;
+  }
+  return best != SIZE_MAX ? best : first;
+}
+
+// Top-ranked path from `root` to a leaf, rendered as guanaco text. The path may end on a prompter turn:
+// openassistant-guanaco rows do ("...### Human: Now explain it to a dog", its first row). Returns false when
+// the root is deleted or has no usable reply.
+bool render_top_path(const std::vector<Message>& table, size_t root, Sample& out) {
+  if (table[root].deleted) return false;
+  std::vector<Turn> turns;
+  for (size_t at = root; at != SIZE_MAX; at = pick_reply(table, table[at])) {
+    turns.push_back({table[at].human, table[at].text});
+  }
+  if (turns.size() < 2) return false;
+  out.source.clear();
+  out.target = render_guanaco(turns);
+  out.line = table[root].line;
+  return true;
+}
+
+void load_flat_messages(const std::string& path, const std::vector<JsonRecord>& records, LoadedDataset& ds) {
+  std::vector<Message> table;
+  std::vector<std::optional<std::string>> parents;
+  std::unordered_map<std::string, size_t> by_id;
+  table.reserve(records.size());
+  for (const auto& rec : records) {
+    require_object(path, rec);
+    table.push_back(read_message(path, rec, rec.value, ""));
+    const auto it = rec.value.find("parent_id");
+    QLORA_INPUT_CHECK(it == rec.value.end() || it->is_null() || it->is_string(), record_where(path, rec),
+                      ": field \"parent_id\": expected a string or null");
+    parents.push_back(it == rec.value.end() || it->is_null() ? std::nullopt
+                                                              : std::optional<std::string>(it->get<std::string>()));
+    const bool fresh = by_id.emplace(table.back().id, table.size() - 1).second;
+    QLORA_INPUT_CHECK(fresh, record_where(path, rec), ": field \"message_id\": duplicate id ", table.back().id);
+  }
+  std::vector<size_t> roots;
+  int64_t orphans = 0;
+  for (size_t i = 0; i < table.size(); ++i) {
+    if (!parents[i]) {
+      roots.push_back(i);
+      continue;
+    }
+    const auto it = by_id.find(*parents[i]);
+    if (it == by_id.end()) {
+      ++orphans;  // e.g. a language-filtered export that dropped the parent: the subtree is unreachable
+      continue;
+    }
+    table[it->second].children.push_back(i);
+  }
+  for (size_t r : roots) {
+    Sample s;
+    if (render_top_path(table, r, s)) {
+      ds.samples.push_back(std::move(s));
+    } else {
+      ++ds.num_skipped;
+    }
+  }
+  ds.num_skipped += orphans;
+  if (orphans > 0) log::warn(str(path, ": ", orphans, " OASST1 messages name a parent_id that is not in the file; skipped"));
+}
+
+void add_nested(const std::string& path, const JsonRecord& rec, const json& node, const std::string& where,
+                std::vector<Message>& table) {
+  const size_t self = table.size();
+  table.push_back(read_message(path, rec, node, where));
+  const json& replies = array_field(path, rec, node, "replies", where + ".replies");
+  for (size_t k = 0; k < replies.size(); ++k) {
+    const size_t child = table.size();
+    add_nested(path, rec, replies[k], str(where, ".replies[", k, "]"), table);
+    table[self].children.push_back(child);
+  }
+}
+
+void load_nested_trees(const std::string& path, const std::vector<JsonRecord>& records, LoadedDataset& ds) {
+  for (const auto& rec : records) {
+    require_object(path, rec);
+    QLORA_INPUT_CHECK(has(rec.value, "prompt") && rec.value.at("prompt").is_object(), record_where(path, rec),
+                      ": field \"prompt\": missing, expected the tree's root message (an object with replies)");
+    std::vector<Message> table;
+    add_nested(path, rec, rec.value.at("prompt"), "prompt", table);
+    Sample s;
+    if (render_top_path(table, 0, s)) {
+      ds.samples.push_back(std::move(s));
+    } else {
+      ++ds.num_skipped;
+    }
+  }
+}
+
+// ---- ShareGPT / Vicuna -----------------------------------------------------------------------------------
+
+// FastChat's roles: "human" and "gpt"; common ShareGPT variants name them user / assistant (chatgpt, bing,
+// bard in raw ShareGPT dumps).
+std::optional<bool> sharegpt_role_is_human(const std::string& from) {
+  if (from == "human" || from == "user") return true;
+  if (from == "gpt" || from == "assistant" || from == "chatgpt" || from == "bing" || from == "bard") return false;
+  return std::nullopt;
+}
+
+bool vicuna_sample(const std::string& path, const JsonRecord& rec, Sample& out) {
+  const json& conv = array_field(path, rec, rec.value, "conversations");
+  std::vector<Turn> turns;
+  for (size_t k = 0; k < conv.size(); ++k) {
+    const std::string where = str("conversations[", k, "]");
+    const std::string from = string_field(path, rec, conv[k], "from", true, where + ".from");
+    const std::string value = string_field(path, rec, conv[k], "value", true, where + ".value");
+    const auto human = sharegpt_role_is_human(from);
+    QLORA_INPUT_CHECK(human.has_value(), record_where(path, rec), ": field \"", where,
+                      ".from\": unknown role \"", from, "\" (expected human/user or gpt/assistant)");
+    if (turns.empty() && !*human) continue;  // FastChat skips a first turn that is not the human's
+    turns.push_back({*human, value});
+  }
+  if (turns.empty()) return false;
+  out.source.clear();
+  out.target = render_guanaco(turns);
+  out.line = rec.line;
+  return true;
+}
+
+// ---- per-record formats ----------------------------------------------------------------------------------
+
+void map_record(DatasetFormat format, const std::string& path, const JsonRecord& rec,
+                const DatasetLoadOptions& options, LoadedDataset& ds) {
+  require_object(path, rec);
+  const json& v = rec.value;
+  const auto field = [&](const char* name, bool required = true) {
+    return string_field(path, rec, v, name, required);
+  };
+  const auto push = [&](std::string source, std::string target) {
+    ds.samples.push_back({std::move(source), std::move(target), rec.line});
+  };
+  switch (format) {
+    case DatasetFormat::Alpaca:
+    case DatasetFormat::AlpacaClean: {
+      // qlora.py extract_alpaca_dataset: example.get("input", "") != "" picks the template. A missing or
+      // null input counts as empty (HF datasets would fill None and print "None" into the prompt).
+      const std::string instruction = field("instruction");
+      const std::string input = field("input", false);
+      push(alpaca_prompt(instruction, input), field("output"));
+      break;
+    }
+    case DatasetFormat::SelfInstruct:
+      push(field("prompt"), field("completion"));
+      break;
+    case DatasetFormat::FlanV2:
+      push(field("inputs"), field("targets"));
+      break;
+    case DatasetFormat::Longform:
+    case DatasetFormat::InputOutput:
+      push(field("input"), field("output"));
+      break;
+    case DatasetFormat::HhRlhf:
+      push("", field("chosen"));
+      break;
+    case DatasetFormat::Oasst1:
+      push("", field("text"));
+      break;
+    case DatasetFormat::Chip2: {
+      const std::string text = field("text");
+      const size_t bot = text.find(kChip2Bot);
+      QLORA_INPUT_CHECK(bot != std::string::npos, record_where(path, rec),
+                        ": field \"text\": no \"\\n<bot>: \" turn (chip2 records read \"<human>: ...\\n<bot>: ...\")");
+      const size_t after = bot + std::string(kChip2Bot).size();
+      const size_t next = text.find(kChip2Bot, after);
+      push(replace_all(text.substr(0, bot), kChip2Human, ""),
+           text.substr(after, next == std::string::npos ? std::string::npos : next - after));
+      break;
+    }
+    case DatasetFormat::UnnaturalInstructions: {
+      const auto take = [&](const json& list, const char* list_name) {
+        for (size_t k = 0; k < list.size(); ++k) {
+          const std::string where = str(list_name, "[", k, "]");
+          push(string_field(path, rec, list[k], "instruction_with_input", true, where + ".instruction_with_input"),
+               string_field(path, rec, list[k], "output", true, where + ".output"));
+        }
+      };
+      take(array_field(path, rec, v, "instances"), "instances");
+      if (options.unnatural_reformulations && has(v, "reformulations")) {
+        take(array_field(path, rec, v, "reformulations"), "reformulations");
+      }
+      break;
+    }
+    case DatasetFormat::Vicuna: {
+      Sample s;
+      if (vicuna_sample(path, rec, s)) {
+        ds.samples.push_back(std::move(s));
+      } else {
+        ++ds.num_skipped;
+      }
+      break;
+    }
+  }
+}
+
+}  // namespace
+
+DatasetFormat parse_dataset_format(const std::string& name) {
+  for (const auto& f : kFormatNames) {
+    if (name == f.name) return f.format;
+  }
+  if (name == "sharegpt") return DatasetFormat::Vicuna;
+  std::string known;
+  for (const auto& n : dataset_format_names()) known += (known.empty() ? "" : ", ") + n;
+  QLORA_INPUT_ERROR("dataset_format \"", name, "\": unknown; expected one of ", known, " (or empty to infer)");
+}
+
+std::string dataset_format_name(DatasetFormat format) {
+  for (const auto& f : kFormatNames) {
+    if (f.format == format) return f.name;
+  }
+  QLORA_CHECK(false, "unnamed dataset format");
+  return "";
+}
+
+std::vector<std::string> dataset_format_names() {
+  std::vector<std::string> out;
+  for (const auto& f : kFormatNames) out.emplace_back(f.name);
+  return out;
+}
+
+std::string alpaca_prompt(const std::string& instruction, const std::string& input) {
+  if (input.empty()) return kAlpacaNoInputHead + instruction + kAlpacaResponse;
+  return kAlpacaWithInputHead + instruction + kAlpacaInputMid + input + kAlpacaResponse;
+}
+
+std::string render_guanaco(const std::vector<Turn>& turns) {
+  std::string out;
+  for (const auto& t : turns) {
+    out += t.human ? kGuanacoHuman : kGuanacoAssistant;
+    out += t.text;
+  }
+  return out;
+}
+
+LoadedDataset load_dataset(const std::string& path, const DatasetLoadOptions& options) {
+  LoadedDataset ds;
+  JsonRecordReader reader(path);
+  JsonRecord rec;
+  if (!reader.next(rec)) {
+    QLORA_INPUT_ERROR(path, ": no records (an empty JSON array)");
+  }
+  require_object(path, rec);
+  if (options.format.empty()) {
+    const auto inferred = infer_format(rec.value);
+    QLORA_INPUT_CHECK(inferred.has_value(), record_where(path, rec), ": cannot infer dataset_format from the keys ",
+                      key_list(rec.value), "; set dataset_format (--dataset-format) to one of alpaca, self-instruct, "
+                      "unnatural-instructions, flan-v2, longform, chip2, hh-rlhf, oasst1, vicuna, input-output");
+    ds.format = *inferred;
+    ds.format_inferred = true;
+  } else {
+    ds.format = parse_dataset_format(options.format);
+  }
+
+  if (ds.format == DatasetFormat::Oasst1) {
+    const auto layout = oasst_layout(rec.value);
+    QLORA_INPUT_CHECK(layout.has_value(), record_where(path, rec), ": oasst1 expects guanaco rows {\"text\"}, "
+                      "OASST1 messages {\"message_id\", \"parent_id\", \"role\", \"text\", \"rank\"} or message "
+                      "trees {\"prompt\": {..., \"replies\"}}; got keys ", key_list(rec.value));
+    if (*layout != OasstLayout::GuanacoRows) {
+      // Trees need every message before the first path can be chosen.
+      std::vector<JsonRecord> records;
+      do {
+        records.push_back(std::move(rec));
+      } while (reader.next(rec));
+      ds.num_records = static_cast<int64_t>(records.size());
+      if (*layout == OasstLayout::FlatMessages) {
+        ds.layout = "OASST1 messages (flat), top-ranked path per tree";
+        load_flat_messages(path, records, ds);
+      } else {
+        ds.layout = "OASST1 message trees (nested), top-ranked path per tree";
+        load_nested_trees(path, records, ds);
+      }
+      return ds;
+    }
+    ds.layout = "guanaco text rows";
+  } else {
+    ds.layout = dataset_format_name(ds.format) + " records";
+  }
+  do {
+    ++ds.num_records;
+    map_record(ds.format, path, rec, options, ds);
+  } while (reader.next(rec));
+  return ds;
+}
+
+}  // namespace qlora::data
