@@ -1,0 +1,68 @@
+// LoraLinear and the frozen 4-bit product (see qlora/nn/lora_linear.h).
+#include "qlora/nn/lora_linear.h"
+
+#include <torch/autograd.h>
+
+#include <cmath>
+
+#include "qlora/common/error.h"
+
+namespace qlora {
+
+double LoraOptions::scaling() const {
+  QLORA_CHECK(r > 0, "LoRA scaling of a rank-0 adapter");
+  return use_rslora ? alpha / std::sqrt(static_cast<double>(r)) : alpha / static_cast<double>(r);
+}
+
+LoraLinearImpl::LoraLinearImpl(at::Tensor weight) {
+  QLORA_CHECK(weight.dim() == 2 && at::isFloatingType(weight.scalar_type()), "dense base weight must be (out, in) float");
+  out_features_ = weight.size(0);
+  in_features_ = weight.size(1);
+  weight_ = register_buffer("weight", weight.detach().requires_grad_(false));
+}
+
+void LoraLinearImpl::add_adapter(const LoraOptions& options, at::Generator& generator) {
+  QLORA_CHECK(options.r > 0, "add_adapter with rank ", options.r);
+  QLORA_CHECK(!has_adapter(), "LoraLinear already has an adapter");
+  options_ = options;
+  scaling_ = options.scaling();
+  QLORA_CHECK(!quantized(), "TODO(4-bit): waiting for quant/quantized_weight.h");
+  const at::Device device = weight_.device();
+  // peft reset_lora_parameters: kaiming_uniform_(a=sqrt(5)) on A (r, in): gain sqrt(2 / (1 + 5)), bound
+  // gain * sqrt(3 / fan_in) = 1 / sqrt(in). Drawn in fp32 on the CPU so every device gets the same values.
+  const double bound = 1.0 / std::sqrt(static_cast<double>(in_features_));
+  at::Tensor a = at::empty({options.r, in_features_}, at::kFloat);
+  a.uniform_(-bound, bound, generator);
+  lora_A_ = register_parameter("lora_A", a.to(device, options.dtype));
+  lora_B_ = register_parameter("lora_B", at::zeros({out_features_, options.r}, at::TensorOptions(device).dtype(options.dtype)));
+}
+
+at::Tensor LoraLinearImpl::base_forward(const at::Tensor& x) const {
+  QLORA_CHECK(!quantized(), "TODO(4-bit)");
+  // Dense: autograd saves only W (a frozen buffer, no copy) to give grad_x; W gets no gradient.
+  return at::linear(x, weight_.scalar_type() == x.scalar_type() ? weight_ : weight_.to(x.scalar_type()));
+}
+
+at::Tensor LoraLinearImpl::forward(const at::Tensor& x) {
+  at::Tensor y = base_forward(x);  // (..., out)
+  if (!has_adapter() || !adapter_enabled_) return y;
+  // The adapter branch in x's dtype; the casts of A and B are differentiable, so the fp32 masters get grads.
+  at::Tensor h = options_.dropout > 0.0 ? at::dropout(x, options_.dropout, is_training()) : x;
+  at::Tensor a = lora_A_.to(x.scalar_type());  // (r, in)
+  at::Tensor b = lora_B_.to(x.scalar_type());  // (out, r)
+  return y + at::linear(at::linear(h, a), b) * scaling_;
+}
+
+at::Tensor LoraLinearImpl::base_weight(at::ScalarType dtype) const {
+  QLORA_CHECK(!quantized(), "TODO(4-bit)");
+  return weight_.to(dtype);
+}
+
+at::Tensor LoraLinearImpl::merged_weight(at::ScalarType dtype) const {
+  at::NoGradGuard no_grad;
+  at::Tensor w = base_weight(at::kFloat);  // (out, in)
+  if (has_adapter()) w = w + at::matmul(lora_B_.to(at::kFloat), lora_A_.to(at::kFloat)) * scaling_;
+  return w.to(dtype);
+}
+
+}  // namespace qlora
