@@ -9,44 +9,29 @@
 
 namespace qlora::optim {
 
-ScheduleKind parse_schedule_kind(const std::string& name, const std::string& key) {
-  if (name == "constant") return ScheduleKind::Constant;
-  if (name == "constant_with_warmup") return ScheduleKind::ConstantWithWarmup;
-  if (name == "linear") return ScheduleKind::Linear;
-  if (name == "cosine") return ScheduleKind::Cosine;
-  QLORA_INPUT_ERROR(key, ": unknown learning-rate schedule '", name,
-                    "' (expected constant, constant_with_warmup, linear or cosine)");
-}
-
-std::string to_string(ScheduleKind kind) {
-  switch (kind) {
-    case ScheduleKind::Constant: return "constant";
-    case ScheduleKind::ConstantWithWarmup: return "constant_with_warmup";
-    case ScheduleKind::Linear: return "linear";
-    case ScheduleKind::Cosine: return "cosine";
-  }
-  return "constant";
-}
-
-int64_t resolve_warmup_steps(int64_t warmup_steps, double warmup_ratio, int64_t max_steps) {
-  if (warmup_steps > 0) return warmup_steps;
-  return static_cast<int64_t>(std::ceil(warmup_ratio * static_cast<double>(max_steps)));
+LrSchedule LrSchedule::from_config(const TrainConfig& cfg, int64_t total_steps) {
+  LrSchedule s;
+  s.kind = cfg.lr_scheduler_type;
+  s.base_lr = cfg.learning_rate;
+  s.total_steps = total_steps;
+  s.warmup_steps = cfg.effective_warmup_steps(total_steps);
+  return s;
 }
 
 double LrSchedule::factor(int64_t step) const {
   const double s = static_cast<double>(step);
   const double w = static_cast<double>(warmup_steps);
-  if (kind == ScheduleKind::Constant) return 1.0;
+  if (kind == LrScheduler::Constant) return 1.0;
   if (step < warmup_steps) return s / std::max(1.0, w);
   const double t = static_cast<double>(total_steps);
   switch (kind) {
-    case ScheduleKind::ConstantWithWarmup: return 1.0;
-    case ScheduleKind::Linear: return std::max(0.0, (t - s) / std::max(1.0, t - w));
-    case ScheduleKind::Cosine: {
+    case LrScheduler::ConstantWithWarmup: return 1.0;
+    case LrScheduler::Linear: return std::max(0.0, (t - s) / std::max(1.0, t - w));
+    case LrScheduler::Cosine: {
       const double progress = (s - w) / std::max(1.0, t - w);
       return std::max(0.0, 0.5 * (1.0 + std::cos(M_PI * num_cycles * 2.0 * progress)));
     }
-    case ScheduleKind::Constant: break;
+    case LrScheduler::Constant: break;
   }
   return 1.0;
 }
@@ -70,7 +55,12 @@ LrSchedule LrSchedule::from_json(const std::string& text, const std::string& pat
   QLORA_INPUT_CHECK(j.is_object(), path_for_errors, ": expected a JSON object");
   LrSchedule s;
   try {
-    s.kind = parse_schedule_kind(j.at("kind").get<std::string>(), path_for_errors + ": kind");
+    const std::string kind = j.at("kind").get<std::string>();
+    bool known = false;
+    for (auto k : {LrScheduler::Constant, LrScheduler::ConstantWithWarmup, LrScheduler::Linear,
+                   LrScheduler::Cosine})
+      if (to_string(k) == kind) s.kind = k, known = true;
+    QLORA_INPUT_CHECK(known, path_for_errors, ": unknown schedule kind '", kind, "'");
     s.base_lr = j.at("base_lr").get<double>();
     s.warmup_steps = j.at("warmup_steps").get<int64_t>();
     s.total_steps = j.at("total_steps").get<int64_t>();

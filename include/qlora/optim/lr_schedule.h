@@ -10,24 +10,18 @@
 #include <cstdint>
 #include <string>
 
+#include "qlora/config/train_config.h"
+
 namespace qlora::optim {
 
-enum class ScheduleKind { Constant, ConstantWithWarmup, Linear, Cosine };
-
-// HF names: "constant", "constant_with_warmup", "linear", "cosine". Input error naming `key` otherwise.
-ScheduleKind parse_schedule_kind(const std::string& name, const std::string& key = "lr_scheduler_type");
-std::string to_string(ScheduleKind kind);
-
-// HF TrainingArguments.get_warmup_steps: warmup_steps when > 0, else ceil(warmup_ratio * max_steps).
-int64_t resolve_warmup_steps(int64_t warmup_steps, double warmup_ratio, int64_t max_steps);
-
 struct LrSchedule {
-  ScheduleKind kind = ScheduleKind::Constant;
+  LrScheduler kind = LrScheduler::Constant;  // lr_scheduler_type
   double base_lr = 2e-4;       // qlora.py learning_rate
-  int64_t warmup_steps = 0;    // W
+  int64_t warmup_steps = 0;    // W (TrainConfig::effective_warmup_steps: HF get_warmup_steps)
   int64_t total_steps = 0;     // T (max_steps)
   double num_cycles = 0.5;     // cosine: HF default, half a cosine wave from 1 to 0
 
+  static LrSchedule from_config(const TrainConfig& cfg, int64_t total_steps);
   double factor(int64_t step) const;                      // the LambdaLR multiplier at `step`
   double lr(int64_t step) const { return base_lr * factor(step); }
   std::string to_json() const;                            // for checkpoints: {"kind", "base_lr", ...}
