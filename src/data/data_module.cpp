@@ -48,6 +48,8 @@ DataModule build_data_module(const DataOptions& options, const Tokenizer& tokeni
   m.format_inferred = ds.format_inferred;
   m.layout = ds.layout;
   m.num_records = ds.num_records;
+  m.num_skipped = ds.num_skipped;
+  m.num_orphans = ds.num_orphans;
   if (!options.eval_dataset.empty()) {
     // The eval file is read in the train file's format (inferred from the train file when unset).
     load.format = dataset_format_name(ds.format);

@@ -5,7 +5,6 @@
 #include <unordered_map>
 
 #include "qlora/common/error.h"
-#include "qlora/common/log.h"
 #include "qlora/data/json_records.h"
 
 namespace qlora::data {
@@ -82,6 +81,8 @@ std::optional<DatasetFormat> infer_format(const json& rec) {
   if (has(rec, "chosen")) return DatasetFormat::HhRlhf;
   if (has(rec, "conversations")) return DatasetFormat::Vicuna;
   if (auto layout = oasst_layout(rec); layout && *layout != OasstLayout::GuanacoRows) return DatasetFormat::Oasst1;
+  // Before "text": the OA benchmark rows carry input/output and a text copy of the prompt.
+  if (has(rec, "input") && has(rec, "output")) return DatasetFormat::InputOutput;
   if (has(rec, "text") && rec.at("text").is_string()) {
     const auto& text = rec.at("text").get_ref<const std::string&>();
     if (text.find("### Human:") != std::string::npos) return DatasetFormat::Oasst1;
@@ -90,7 +91,6 @@ std::optional<DatasetFormat> infer_format(const json& rec) {
     }
     return std::nullopt;
   }
-  if (has(rec, "input") && has(rec, "output")) return DatasetFormat::InputOutput;
   return std::nullopt;
 }
 
@@ -205,8 +205,7 @@ void load_flat_messages(const std::string& path, const std::vector<JsonRecord>& 
       ++ds.num_skipped;
     }
   }
-  ds.num_skipped += orphans;
-  if (orphans > 0) log::warn(str(path, ": ", orphans, " OASST1 messages name a parent_id that is not in the file; skipped"));
+  ds.num_orphans = orphans;
 }
 
 void add_nested(const std::string& path, const JsonRecord& rec, const json& node, const std::string& where,

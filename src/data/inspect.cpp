@@ -41,8 +41,10 @@ void show_examples(const ShowOptions& options, const Tokenizer& tokenizer, std::
   if (!options.json) {
     out << "dataset " << options.data.dataset << ": format " << dataset_format_name(m.format)
         << (m.format_inferred ? " (inferred)" : "") << ", " << m.layout << ", " << m.num_records << " records -> "
-        << m.train.size() << " train / " << m.eval.size() << " eval examples; tokenizer " << tokenizer.path()
-        << " (vocab " << tokenizer.vocab_size() << ")\n";
+        << m.train.size() << " train / " << m.eval.size() << " eval examples";
+    if (m.num_skipped > 0) out << " (" << m.num_skipped << " records/trees gave no example)";
+    if (m.num_orphans > 0) out << " (" << m.num_orphans << " messages skipped: parent_id not in the file)";
+    out << "; tokenizer " << tokenizer.path() << " (vocab " << tokenizer.vocab_size() << ")\n";
   }
   for (int64_t i = 0; i < count; ++i) {
     const Sample& s = samples[i];

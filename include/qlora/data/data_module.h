@@ -47,6 +47,8 @@ struct DataModule {
   bool format_inferred = false;
   std::string layout;               // what the dataset file held (see LoadedDataset::layout)
   int64_t num_records = 0;          // records read from `dataset`
+  int64_t num_skipped = 0;          // see LoadedDataset
+  int64_t num_orphans = 0;
   std::vector<Sample> train_samples, eval_samples;
   std::vector<Example> train, eval; // train[i] is train_samples[i] tokenized
 };

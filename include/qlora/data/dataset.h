@@ -51,7 +51,9 @@ struct LoadedDataset {
   std::string layout;             // what the file held, e.g. "guanaco text rows", "OASST1 message trees (flat)"
   std::vector<Sample> samples;
   int64_t num_records = 0;        // records read from the file
-  int64_t num_skipped = 0;        // OASST1: trees without any usable reply, messages whose parent is absent
+  int64_t num_skipped = 0;        // records or OASST1 trees that gave no example (deleted root, no reply,
+                                  // a conversation without a human turn)
+  int64_t num_orphans = 0;        // OASST1 messages whose parent_id is not in the file (unreachable; skipped)
 };
 
 // Reads PATH (JSON array, JSON Lines, gzip-compressed either way) and maps every record to samples.
