@@ -6,10 +6,12 @@
 
 #include <cmath>
 #include <map>
+#include <numeric>
 #include <sstream>
 
 #include "qlora/common/error.h"
 #include "qlora/common/fs.h"
+#include "qlora/data/tokenizer.h"
 #include "qlora/io/csv.h"
 #include "qlora/io/mmlu.h"
 
@@ -338,6 +340,36 @@ TEST(MmluRequests, PrebuiltPromptsAreUsedVerbatim) {
   ASSERT_EQ(r.size(), 4u);
   EXPECT_EQ(r[0].shots, -1);
   EXPECT_EQ(r[0].prompt_ids.size(), b.questions[0].prebuilt_prompt.size() + 1);
+}
+
+TEST(MmluRequests, RealTokenizerMatchesTheReferenceCollator) {
+  // Expected ids: transformers LlamaTokenizer(tok512.model, legacy=True) on the reference collator's source
+  // "<s>" + prompt and target "X</s>" (qlora.py DataCollatorForCausalLM), for abstract_algebra test row 0.
+  // With this 512-piece tokenizer "A" is two tokens (410 "\u2581", 447 "A") while "B" is one (368 "\u2581B").
+  auto tok = qlora::data::Tokenizer::load(std::string(QLORA_SOURCE_DIR) + "/tests/data/tokenizer/tok512.model");
+  mmlu::Encode encode = [&](const std::string& t) { return tok.encode(t); };
+  auto b = mmlu::load_benchmark(kData + "/hendrycks", mmlu::Split::Test, 1);
+  struct Want {
+    int shots;
+    size_t size;
+    int64_t sum;
+  };
+  for (const Want w : {Want{5, 730, 270762}, Want{0, 146, 54930}}) {
+    auto r = mmlu::build_requests(b, {w.shots, 2048, tok.bos_id()}, encode);
+    ASSERT_EQ(r.size(), 1u);
+    const auto& ids = r[0].prompt_ids;
+    ASSERT_EQ(ids.size(), w.size) << w.shots;
+    EXPECT_EQ(std::accumulate(ids.begin(), ids.end(), int64_t{0}), w.sum);
+    EXPECT_EQ(std::vector<int32_t>(ids.begin(), ids.begin() + 8), (std::vector<int32_t>{1, 291, 272, 414, 306, 327, 299, 261}));
+    EXPECT_EQ(std::vector<int32_t>(ids.end() - 8, ids.end()), (std::vector<int32_t>{490, 13, 447, 416, 419, 424, 285, 467}));
+    EXPECT_EQ(r[0].continuations[0], (std::vector<int32_t>{410, 447}));
+    EXPECT_EQ(r[0].continuations[1], (std::vector<int32_t>{368}));
+    EXPECT_EQ(r[0].continuations[2], (std::vector<int32_t>{410, 457}));
+    EXPECT_EQ(r[0].continuations[3], (std::vector<int32_t>{410, 455}));
+  }
+  // 730 prompt ids + the 2-token longest continuation fill a 732-token context exactly; one less drops a shot.
+  EXPECT_EQ(mmlu::build_requests(b, {5, 732, tok.bos_id()}, encode)[0].shots, 5);
+  EXPECT_EQ(mmlu::build_requests(b, {5, 731, tok.bos_id()}, encode)[0].shots, 4);
 }
 
 // ---- scoring ----
