@@ -11,6 +11,7 @@
 #include "qlora/common/error.h"
 #include "qlora/common/log.h"
 #include "qlora/config/train_config.h"
+#include "qlora/train/trainer.h"
 
 int main(int argc, char** argv) {
   return qlora::run_cli("qlora-train", [&]() -> int {
@@ -47,10 +48,6 @@ int main(int argc, char** argv) {
     qlora::check_paths(cfg);
     qlora::log::info("qlora-train configuration\n" + qlora::format_table(cfg));
 
-    // ---- trainer hook: the lead wires qlora::run_training(cfg, resume) from include/qlora/train/trainer.h
-    // here, and removes the message below. ----
-    (void)resume;
-    std::fprintf(stderr, "qlora-train: training is not implemented yet in this build\n");
-    return 1;
+    return qlora::train::run_training(cfg, resume);
   });
 }

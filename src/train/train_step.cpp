@@ -1,0 +1,109 @@
+// One optimizer step's forward/backward, eval loss, LoRA naming. See train_step.h.
+#include "qlora/train/train_step.h"
+
+#include "qlora/common/error.h"
+
+namespace qlora::train {
+
+BatchTensors to_tensors(const data::Batch& batch, const at::Device& device) {
+  const int64_t b = batch.batch_size, t = batch.seq_len;
+  QLORA_CHECK(b > 0 && t > 0 && static_cast<int64_t>(batch.input_ids.size()) == b * t, "malformed batch");
+  BatchTensors out;
+  auto long_tensor = [&](const std::vector<int64_t>& v) {
+    return at::from_blob(const_cast<int64_t*>(v.data()), {b, t}, at::kLong).to(device, /*non_blocking=*/false,
+                                                                               /*copy=*/true);
+  };
+  out.input_ids = long_tensor(batch.input_ids);
+  out.labels = long_tensor(batch.labels);
+  bool padded = false, packed = false;
+  for (int32_t m : batch.attention_mask) {
+    out.input_tokens += m;
+    padded |= m == 0;
+  }
+  for (int32_t s : batch.segment_ids) packed |= s > 1;
+  if (packed) {
+    std::vector<int64_t> segments(batch.segment_ids.begin(), batch.segment_ids.end());
+    out.forward.segment_ids = long_tensor(segments);
+    out.forward.position_ids = long_tensor(batch.position_ids);
+  } else if (padded) {
+    out.forward.attention_mask =
+        at::from_blob(const_cast<int32_t*>(batch.attention_mask.data()), {b, t}, at::kInt).to(device, false, true);
+  }
+  out.loss_tokens = batch.num_loss_tokens;
+  return out;
+}
+
+StepLoss accumulate_gradients(LlamaForCausalLMImpl& model, const std::vector<data::Batch>& micro_batches,
+                              LossNormalization normalization, const at::Device& device) {
+  StepLoss out;
+  for (const auto& b : micro_batches) out.loss_tokens += b.num_loss_tokens;
+  const double num_micro = static_cast<double>(micro_batches.size());
+  double loss = 0;
+  for (const auto& batch : micro_batches) {
+    const BatchTensors t = to_tensors(batch, device);
+    out.input_tokens += t.input_tokens;
+    if (t.loss_tokens == 0) continue;  // nothing to learn from (HF: NaN); counts toward num_micro as HF does
+    const at::Tensor logits = model.forward(t.input_ids, t.forward);  // (B, T, V) fp32
+    const CausalLmLoss l = causal_lm_loss(logits, t.labels);
+    const double denom = normalization == LossNormalization::TokenMean
+                             ? static_cast<double>(out.loss_tokens)
+                             : static_cast<double>(t.loss_tokens) * num_micro;
+    const at::Tensor term = l.nll_sum / denom;  // () fp32
+    term.backward();
+    loss += term.item<double>();
+  }
+  out.loss = loss;
+  return out;
+}
+
+EvalLoss evaluate_loss(LlamaForCausalLMImpl& model, const std::vector<data::Batch>& batches, const at::Device& device) {
+  const bool was_training = model.is_training();
+  model.eval();
+  at::NoGradGuard no_grad;
+  EvalLoss out;
+  double weighted = 0, nll = 0;
+  for (const auto& batch : batches) {
+    const BatchTensors t = to_tensors(batch, device);
+    if (t.loss_tokens == 0) continue;
+    const CausalLmLoss l = causal_lm_loss(model.forward(t.input_ids, t.forward), t.labels);
+    const double sum = l.nll_sum.item<double>();
+    weighted += sum / static_cast<double>(t.loss_tokens) * static_cast<double>(batch.batch_size);
+    nll += sum;
+    out.tokens += t.loss_tokens;
+    out.examples += batch.batch_size;
+  }
+  out.loss = out.examples > 0 ? weighted / static_cast<double>(out.examples) : 0.0;
+  out.token_loss = out.tokens > 0 ? nll / static_cast<double>(out.tokens) : 0.0;
+  model.train(was_training);
+  return out;
+}
+
+optim::NamedParameters named_lora_parameters(const LlamaForCausalLMImpl& model) {
+  optim::NamedParameters out;
+  for (const auto& [path, layer] : model.named_lora_layers()) {
+    if (!layer->has_adapter()) continue;
+    out.emplace_back(path + ".lora_A", layer->lora_A());
+    out.emplace_back(path + ".lora_B", layer->lora_B());
+  }
+  return out;
+}
+
+std::vector<LoraLayerWeights> lora_layer_weights(const LlamaForCausalLMImpl& model) {
+  std::vector<LoraLayerWeights> out;
+  for (const auto& [path, layer] : model.named_lora_layers())
+    if (layer->has_adapter()) out.push_back({path, layer->lora_A(), layer->lora_B()});
+  return out;
+}
+
+AdapterConfig adapter_config_of(const TrainConfig& cfg) {
+  AdapterConfig a;
+  a.r = cfg.lora_r;
+  a.lora_alpha = cfg.lora_alpha;
+  a.lora_dropout = cfg.lora_dropout;
+  a.target_modules = cfg.lora_modules;
+  a.use_rslora = cfg.use_rslora;
+  a.base_model_name_or_path = cfg.model_name_or_path;
+  return a;
+}
+
+}  // namespace qlora::train
