@@ -8,10 +8,10 @@
 #include <cmath>
 #include <cstdio>
 #include <set>
-#include <sstream>
 
 #include "qlora/common/error.h"
 #include "qlora/common/fs.h"
+#include "qlora/data/json_records.h"
 #include "qlora/io/csv.h"
 
 namespace qlora::mmlu {
@@ -200,27 +200,17 @@ std::map<std::string, std::string> subject_files(const std::string& dir, Split s
   return out;
 }
 
-std::string read_string_field(const nlohmann::json& rec, const char* field, const std::string& where) {
-  QLORA_INPUT_CHECK(rec.is_object() && rec.contains(field) && rec[field].is_string(), where, ": field \"", field,
-                    "\": expected a string");
-  return rec[field].get<std::string>();
-}
-
 // qlora data/mmlu/{zero,five}_shot_mmlu_{val,test}.json: JSON Lines {"subject","input","output"}.
 std::vector<Question> read_prebuilt(const std::string& path) {
   std::vector<Question> out;
   std::map<std::string, int64_t> next_index;
-  std::istringstream in(fs::read_text(path));
-  std::string line;
-  for (int64_t line_no = 1; std::getline(in, line); ++line_no) {
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    const std::string where = path + ":" + std::to_string(line_no);
-    nlohmann::json rec = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-    QLORA_INPUT_CHECK(!rec.is_discarded(), where, ": invalid JSON (expected one {\"subject\", \"input\", \"output\"} per line)");
+  for (const auto& rec : data::read_json_records(path)) {
+    data::require_object(path, rec);
     Question q;
-    q.subject = read_string_field(rec, "subject", where);
-    q.prebuilt_prompt = read_string_field(rec, "input", where);
-    q.answer = parse_answer(read_string_field(rec, "output", where), where);
+    q.subject = data::string_field(path, rec, rec.value, "subject", /*required=*/true);
+    q.prebuilt_prompt = data::string_field(path, rec, rec.value, "input", /*required=*/true);
+    q.answer = parse_answer(data::string_field(path, rec, rec.value, "output", /*required=*/true),
+                            data::record_where(path, rec));
     q.index = next_index[q.subject]++;
     out.push_back(std::move(q));
   }

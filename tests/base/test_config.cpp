@@ -6,6 +6,7 @@
 #include <cmath>
 #include <fstream>
 
+#include "input_error_capture.h"
 #include "qlora/common/error.h"
 #include "qlora/common/fs.h"
 #include "qlora/config/train_config.h"
@@ -29,20 +30,6 @@ class ConfigFiles : public ::testing::Test {
   }
   std::string dir_;
 };
-
-// The message of the Input error `f` throws ("" and a test failure if it throws none or another kind).
-template <class F>
-std::string input_error(F&& f) {
-  try {
-    f();
-  } catch (const qlora::Error& e) {
-    EXPECT_EQ(e.kind(), qlora::ErrorKind::Input) << e.what();
-    EXPECT_EQ(e.exit_code(), 2);
-    return e.what();
-  }
-  ADD_FAILURE() << "expected an Input error";
-  return "";
-}
 
 TrainConfig minimal() {
   TrainConfig c;

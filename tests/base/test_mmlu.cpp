@@ -9,6 +9,7 @@
 #include <numeric>
 #include <sstream>
 
+#include "input_error_capture.h"
 #include "qlora/common/error.h"
 #include "qlora/common/fs.h"
 #include "qlora/data/tokenizer.h"
@@ -19,18 +20,6 @@ namespace {
 
 namespace mmlu = qlora::mmlu;
 const std::string kData = std::string(QLORA_SOURCE_DIR) + "/tests/data/mmlu";
-
-template <class F>
-std::string input_error(F&& f) {
-  try {
-    f();
-  } catch (const qlora::Error& e) {
-    EXPECT_EQ(e.kind(), qlora::ErrorKind::Input) << e.what();
-    return e.what();
-  }
-  ADD_FAILURE() << "expected an Input error";
-  return "";
-}
 
 std::vector<nlohmann::json> read_jsonl(const std::string& path) {
   std::vector<nlohmann::json> out;
@@ -199,6 +188,11 @@ TEST(MmluData, BadRowsNameFileAndLine) {
   qlora::fs::write_text_atomic(dir + "/y_test.csv", "q,a,b,c,d,A\nq2,a,b,c,d,E\n");
   msg = input_error([&] { mmlu::read_subject_csv(dir + "/y_test.csv", "y"); });
   EXPECT_NE(msg.find("y_test.csv:2: answer \"E\": expected a letter A-D or an index 0-3"), std::string::npos) << msg;
+  qlora::fs::write_text_atomic(dir + "/p.jsonl", "{\"subject\": \"x\", \"input\": \"q\", \"output\": \"A\"}\n"
+                                                "{\"subject\": \"x\", \"input\": \"q\"}\n");
+  msg = input_error([&] { mmlu::load_benchmark(dir + "/p.jsonl", mmlu::Split::Val); });
+  EXPECT_NE(msg.find("p.jsonl:2"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("output"), std::string::npos) << msg;
   qlora::fs::remove_all(dir);
 }
 
