@@ -1,6 +1,7 @@
 // qlora-data: look at a dataset the way the trainer will see it, and tokenize text in bulk.
 //   qlora-data show --dataset FILE [--dataset-format F] [--tokenizer PATH | --model DIR]
 //                   [--source-max-len N] [--target-max-len N] [--train-on-source] [-n N] [--json]
+//                   [--split train|eval] [--eval-dataset-size N] [--seed S]
 //   qlora-data tokenize --input FILE.jsonl [--output FILE.jsonl] [--tokenizer PATH | --model DIR]
 //                       [--add-bos] [--add-eos]
 // Exit codes: 0 ok, 2 bad input (the message names the file, line and field), 1 internal error.
@@ -33,6 +34,12 @@ int main(int argc, char** argv) {
     show_cmd->add_flag("--train-on-source", show.data.train_on_source, "labels on the source tokens too");
     show_cmd->add_option("-n", show.count, "examples to print (0: all)")->capture_default_str();
     show_cmd->add_flag("--json", show.json, "one JSON object per example per line");
+    show_cmd->add_option("--eval-dataset-size", show.data.eval_dataset_size,
+                         "examples held out for eval (with --split eval)")->capture_default_str();
+    std::string split = "train";
+    show_cmd->add_option("--split", split, "train or eval (the eval split carved out with the seed)")
+        ->check(CLI::IsMember({"train", "eval"}))->capture_default_str();
+    show_cmd->add_option("--seed", show.data.split_seed, "seed of the train/eval split")->capture_default_str();
 
     std::string input, output = "-";
     bool add_bos = false, add_eos = false;
@@ -51,6 +58,8 @@ int main(int argc, char** argv) {
     }
     const auto tok = qlora::data::Tokenizer::load(qlora::data::resolve_tokenizer_path(tokenizer, model));
     if (*show_cmd) {
+      show.eval_split = split == "eval";
+      show.data.do_eval = show.eval_split;
       qlora::data::show_examples(show, tok, std::cout);
     } else {
       qlora::data::tokenize_jsonl(tok, input, output, add_bos, add_eos);

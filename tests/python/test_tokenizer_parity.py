@@ -13,10 +13,11 @@ import random
 
 import qlora_testlib as tl
 
-TESTDATA = "/work/shared/testdata"
-TOKENIZER = os.path.join(tl.SOURCE_DIR, "tests", "data", "tokenizer", "tok512.model")
-ALPACA = [os.path.join(TESTDATA, "alpaca", f) for f in ("alpaca_data_1k.json", "alpaca_en_demo.json")]
-OASST = os.path.join(TESTDATA, "oasst", "oa_questions_first400.jsonl")
+DATA = os.path.join(tl.SOURCE_DIR, "tests", "data")
+TOKENIZER = os.path.join(DATA, "tokenizer", "tok512.model")
+# Copies of /work/shared/testdata/{alpaca,oasst} (tests/data/datasets/SOURCE.md).
+ALPACA = [os.path.join(DATA, "datasets", "alpaca", f) for f in ("alpaca_data_1k.json", "alpaca_en_demo.json")]
+OASST = os.path.join(DATA, "datasets", "oasst", "oa_questions_first400.jsonl")
 
 EDGE_TEXTS = [
     "", " ", "  ", "\n", "\t", " leading", "trailing ", "  two  spaces  ", "Hello world!", "Once upon a time",
