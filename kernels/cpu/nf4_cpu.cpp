@@ -154,9 +154,9 @@ QLORA_AVX2 inline __m256i count_above(__m256 s, const float* thresholds, int cou
   return c;
 }
 
-template <QuantType Q>
+template <QuantType4 Q>
 QLORA_AVX2 inline __m256i encode8(__m256 s, const float* thresholds) {
-  if constexpr (Q == QuantType::NF4) {
+  if constexpr (Q == QuantType4::NF4) {
     return count_above(s, thresholds, 15);
   } else {
     const __m256 sign_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
@@ -182,7 +182,7 @@ QLORA_AVX2 inline uint64_t pack16(__m256i c0, __m256i c1) {
 }
 
 // Full blocks only (the caller routes a partial tail block to the reference).
-template <QuantType Q, FloatType T>
+template <QuantType4 Q, FloatType T>
 QLORA_AVX2 void quantize_blocks_avx2(const void* in, int64_t blocksize, uint8_t* packed, float* absmax,
                                      int64_t block_begin, int64_t block_end) {
   int count = 0;
@@ -259,7 +259,7 @@ QLORA_AVX2 inline void table16(const float* code, float amax, __m256i* plane_lo,
 
 // Full blocks only (the caller routes a partial tail block to the reference).
 template <FloatType T>
-QLORA_AVX2 void dequantize_blocks_avx2(QuantType type, const uint8_t* packed, const Nf4Scales& scales,
+QLORA_AVX2 void dequantize_blocks_avx2(QuantType4 type, const uint8_t* packed, const Nf4Scales& scales,
                                        int64_t blocksize, void* out, int64_t block_begin, int64_t block_end) {
   const float* code = nf4_code(type);
   const __m128i low_nibble = _mm_set1_epi8(0x0f);
@@ -306,7 +306,7 @@ QLORA_AVX2 void dequantize_blocks_avx2(QuantType type, const uint8_t* packed, co
   }
 }
 
-template <QuantType Q>
+template <QuantType4 Q>
 void quantize_blocks_avx2_any(FloatType in_type, const void* in, int64_t blocksize, uint8_t* packed,
                               float* absmax, int64_t block_begin, int64_t block_end) {
   switch (in_type) {
@@ -339,7 +339,7 @@ void nf4_cpu_set_num_threads(int n) {
   g_pool = std::move(fresh);  // a region still running on the old pool keeps it alive (shared_ptr)
 }
 
-void nf4_quantize_cpu(QuantType type, FloatType in_type, const void* in, int64_t n, int64_t blocksize,
+void nf4_quantize_cpu(QuantType4 type, FloatType in_type, const void* in, int64_t n, int64_t blocksize,
                       uint8_t* packed, float* absmax) {
   const int64_t nblocks = nf4_num_blocks(n, blocksize);
   const int64_t full = n / blocksize;  // blocks the vector code takes; a partial tail block goes to the ref
@@ -347,10 +347,10 @@ void nf4_quantize_cpu(QuantType type, FloatType in_type, const void* in, int64_t
   parallel_blocks(nblocks, blocksize, [&](int64_t b0, int64_t b1) {
     const int64_t vec_end = avx2 ? std::min(b1, full) : b0;
     if (vec_end > b0) {
-      if (type == QuantType::NF4)
-        quantize_blocks_avx2_any<QuantType::NF4>(in_type, in, blocksize, packed, absmax, b0, vec_end);
+      if (type == QuantType4::NF4)
+        quantize_blocks_avx2_any<QuantType4::NF4>(in_type, in, blocksize, packed, absmax, b0, vec_end);
       else
-        quantize_blocks_avx2_any<QuantType::FP4>(in_type, in, blocksize, packed, absmax, b0, vec_end);
+        quantize_blocks_avx2_any<QuantType4::FP4>(in_type, in, blocksize, packed, absmax, b0, vec_end);
     }
     const int64_t ref_begin = std::max(b0, vec_end);
     if (ref_begin < b1) nf4_quantize_blocks_ref(type, in_type, in, n, blocksize, packed, absmax, ref_begin, b1);
@@ -362,7 +362,7 @@ void nf4_double_quantize_cpu(const float* absmax, int64_t nblocks, const float* 
   nf4_double_quantize_ref(absmax, nblocks, code8, absmax_q, nested_absmax, offset);
 }
 
-void nf4_dequantize_cpu(QuantType type, const uint8_t* packed, const Nf4Scales& scales, int64_t n,
+void nf4_dequantize_cpu(QuantType4 type, const uint8_t* packed, const Nf4Scales& scales, int64_t n,
                         int64_t blocksize, FloatType out_type, void* out) {
   const int64_t nblocks = nf4_num_blocks(n, blocksize);
   const int64_t full = n / blocksize;  // blocks the vector code takes; a partial tail block goes to the ref

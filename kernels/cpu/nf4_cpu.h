@@ -13,11 +13,11 @@
 
 namespace qlora {
 
-void nf4_quantize_cpu(QuantType type, FloatType in_type, const void* in, int64_t n, int64_t blocksize,
+void nf4_quantize_cpu(QuantType4 type, FloatType in_type, const void* in, int64_t n, int64_t blocksize,
                       uint8_t* packed, float* absmax);
 void nf4_double_quantize_cpu(const float* absmax, int64_t nblocks, const float* code8, uint8_t* absmax_q,
                              float* nested_absmax, float* offset);
-void nf4_dequantize_cpu(QuantType type, const uint8_t* packed, const Nf4Scales& scales, int64_t n,
+void nf4_dequantize_cpu(QuantType4 type, const uint8_t* packed, const Nf4Scales& scales, int64_t n,
                         int64_t blocksize, FloatType out_type, void* out);
 
 // The instruction set the dispatch uses. Tests force Scalar to cover the fallback on AVX2 machines;

@@ -43,18 +43,18 @@ struct DeviceScales {
   float offset;
 };
 
-Thresholds thresholds_of(QuantType type) {
+Thresholds thresholds_of(QuantType4 type) {
   Thresholds th{};
-  const float* src = type == QuantType::NF4 ? kNf4Thresholds : kFp4Thresholds;
-  const int count = type == QuantType::NF4 ? 15 : 7;
+  const float* src = type == QuantType4::NF4 ? kNf4Thresholds : kFp4Thresholds;
+  const int count = type == QuantType4::NF4 ? 15 : 7;
   for (int k = 0; k < count; ++k) th.t[k] = src[k];
   for (int r = 0; r < 8; ++r) th.fp4_code |= static_cast<uint32_t>(kFp4CodeOfRank[r]) << (4 * r);
   return th;
 }
 
-Lut16 lut_of(QuantType type) {
+Lut16 lut_of(QuantType4 type) {
   Lut16 lut{};
-  const float* src = type == QuantType::NF4 ? kNf4Code : kFp4Code;
+  const float* src = type == QuantType4::NF4 ? kNf4Code : kFp4Code;
   for (int q = 0; q < 16; ++q) lut.v[q] = src[q];
   return lut;
 }
@@ -88,10 +88,10 @@ __device__ __forceinline__ void store_one(void* out, int64_t i, float v) {
 }
 
 // dQuantizeNF4 / dQuantizeFP4 as a count of thresholds below s (a false compare, NaN included, adds 0).
-template <QuantType Q>
+template <QuantType4 Q>
 __device__ __forceinline__ uint8_t encode4(float s, const Thresholds& th) {
   int rank = 0;
-  if constexpr (Q == QuantType::NF4) {
+  if constexpr (Q == QuantType4::NF4) {
 #pragma unroll
     for (int k = 0; k < 15; ++k) rank += s > th.t[k];
     return static_cast<uint8_t>(rank);
@@ -140,7 +140,7 @@ __device__ __forceinline__ float warp_max(float v) {
 // ---- kernels -----------------------------------------------------------------------------------------
 
 // One warp per quantization block (the block index is warp-uniform, so whole warps exit together).
-template <QuantType Q, FloatType T>
+template <QuantType4 Q, FloatType T>
 __global__ void k_quantize_4bit(const void* __restrict__ in, int64_t n, int64_t blocksize, int64_t nblocks,
                                 uint8_t* __restrict__ packed, float* __restrict__ absmax, Thresholds th) {
   const int lane = threadIdx.x % kWarp;
@@ -261,7 +261,7 @@ __global__ void __launch_bounds__(kDequantizeThreads)
 
 // ---- launchers ---------------------------------------------------------------------------------------
 
-template <QuantType Q>
+template <QuantType4 Q>
 void launch_quantize(FloatType in_type, dim3 grid, cudaStream_t stream, const void* in, int64_t n,
                      int64_t blocksize, int64_t nblocks, uint8_t* packed, float* absmax, const Thresholds& th) {
   switch (in_type) {
@@ -290,17 +290,17 @@ bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0;
 
 }  // namespace
 
-cudaError_t nf4_quantize_cuda(QuantType type, FloatType in_type, const void* in, int64_t n, int64_t blocksize,
+cudaError_t nf4_quantize_cuda(QuantType4 type, FloatType in_type, const void* in, int64_t n, int64_t blocksize,
                               uint8_t* packed, float* absmax, cudaStream_t stream) {
   if (n <= 0) return cudaSuccess;
   const int64_t nblocks = nf4_num_blocks(n, blocksize);
   const int64_t warps_per_cta = kQuantizeThreads / kWarp;
   const dim3 grid(static_cast<unsigned>((nblocks + warps_per_cta - 1) / warps_per_cta));
   const Thresholds th = thresholds_of(type);
-  if (type == QuantType::NF4)
-    launch_quantize<QuantType::NF4>(in_type, grid, stream, in, n, blocksize, nblocks, packed, absmax, th);
+  if (type == QuantType4::NF4)
+    launch_quantize<QuantType4::NF4>(in_type, grid, stream, in, n, blocksize, nblocks, packed, absmax, th);
   else
-    launch_quantize<QuantType::FP4>(in_type, grid, stream, in, n, blocksize, nblocks, packed, absmax, th);
+    launch_quantize<QuantType4::FP4>(in_type, grid, stream, in, n, blocksize, nblocks, packed, absmax, th);
   return cudaGetLastError();
 }
 
@@ -317,7 +317,7 @@ cudaError_t nf4_double_quantize_cuda(const float* absmax, int64_t nblocks, const
   return cudaGetLastError();
 }
 
-cudaError_t nf4_dequantize_cuda(QuantType type, const uint8_t* packed, const Nf4Scales& scales, int64_t n,
+cudaError_t nf4_dequantize_cuda(QuantType4 type, const uint8_t* packed, const Nf4Scales& scales, int64_t n,
                                 int64_t blocksize, FloatType out_type, void* out, cudaStream_t stream) {
   if (n <= 0) return cudaSuccess;
   int log2_blocksize = 0;

@@ -20,12 +20,12 @@
 
 #include <cstdint>
 
-#include "kernels/ref/nf4_ref.h"  // QuantType, FloatType, Nf4Scales (plain C++ types)
+#include "kernels/ref/nf4_ref.h"  // QuantType4, FloatType, Nf4Scales (plain C++ types)
 
 namespace qlora {
 
 // in (n values of in_type) -> packed (ceil(n/2)) uint8, absmax (nblocks) float32.
-cudaError_t nf4_quantize_cuda(QuantType type, FloatType in_type, const void* in, int64_t n, int64_t blocksize,
+cudaError_t nf4_quantize_cuda(QuantType4 type, FloatType in_type, const void* in, int64_t n, int64_t blocksize,
                               uint8_t* packed, float* absmax, cudaStream_t stream);
 
 // absmax (nblocks) float32 -> absmax_q (nblocks) uint8, nested_absmax (ceil(nblocks/256)) float32 and
@@ -36,7 +36,7 @@ cudaError_t nf4_double_quantize_cuda(const float* absmax, int64_t nblocks, const
 
 // packed (ceil(n/2)) uint8 + scales -> out (n values of out_type). The pointers inside `scales` are device
 // pointers; scales.offset is passed by value.
-cudaError_t nf4_dequantize_cuda(QuantType type, const uint8_t* packed, const Nf4Scales& scales, int64_t n,
+cudaError_t nf4_dequantize_cuda(QuantType4 type, const uint8_t* packed, const Nf4Scales& scales, int64_t n,
                                 int64_t blocksize, FloatType out_type, void* out, cudaStream_t stream);
 
 }  // namespace qlora

@@ -51,7 +51,7 @@ std::vector<float> build_dynamic_map() {
 
 }  // namespace
 
-const char* quant_type_name(QuantType type) { return type == QuantType::NF4 ? "nf4" : "fp4"; }
+const char* quant_type_name(QuantType4 type) { return type == QuantType4::NF4 ? "nf4" : "fp4"; }
 
 size_t float_type_size(FloatType type) { return type == FloatType::F32 ? 4 : 2; }
 
@@ -59,13 +59,13 @@ bool nf4_blocksize_valid(int64_t blocksize) {
   return blocksize >= kNf4MinBlocksize && blocksize <= kNf4MaxBlocksize && (blocksize & (blocksize - 1)) == 0;
 }
 
-const float* nf4_code(QuantType type) { return type == QuantType::NF4 ? kNf4Code : kFp4Code; }
+const float* nf4_code(QuantType4 type) { return type == QuantType4::NF4 ? kNf4Code : kFp4Code; }
 
-const float* nf4_quant_map(QuantType type) { return type == QuantType::NF4 ? kNf4Code : kFp4QuantMap; }
+const float* nf4_quant_map(QuantType4 type) { return type == QuantType4::NF4 ? kNf4Code : kFp4QuantMap; }
 
-const float* nf4_thresholds(QuantType type, int* count) {
-  *count = type == QuantType::NF4 ? 15 : 7;
-  return type == QuantType::NF4 ? kNf4Thresholds : kFp4Thresholds;
+const float* nf4_thresholds(QuantType4 type, int* count) {
+  *count = type == QuantType4::NF4 ? 15 : 7;
+  return type == QuantType4::NF4 ? kNf4Thresholds : kFp4Thresholds;
 }
 
 const float* nf4_dynamic_map() {
@@ -75,8 +75,8 @@ const float* nf4_dynamic_map() {
 
 // ---- one value ---------------------------------------------------------------------------------------
 
-uint8_t nf4_encode(QuantType type, float s) {
-  if (type == QuantType::NF4) {
+uint8_t nf4_encode(QuantType4 type, float s) {
+  if (type == QuantType4::NF4) {
     int code = 0;
     for (float t : kNf4Thresholds) code += s > t;  // NaN: every comparison false -> code 0
     return static_cast<uint8_t>(code);
@@ -143,7 +143,7 @@ float nf4_block_absmax(const Nf4Scales& scales, int64_t block) {
   return scaled + scales.offset;
 }
 
-void nf4_quantize_blocks_ref(QuantType type, FloatType in_type, const void* in, int64_t n, int64_t blocksize,
+void nf4_quantize_blocks_ref(QuantType4 type, FloatType in_type, const void* in, int64_t n, int64_t blocksize,
                              uint8_t* packed, float* absmax, int64_t block_begin, int64_t block_end) {
   for (int64_t b = block_begin; b < block_end; ++b) {
     const int64_t begin = b * blocksize, end = std::min(n, begin + blocksize);
@@ -161,7 +161,7 @@ void nf4_quantize_blocks_ref(QuantType type, FloatType in_type, const void* in, 
   }
 }
 
-void nf4_quantize_ref(QuantType type, FloatType in_type, const void* in, int64_t n, int64_t blocksize,
+void nf4_quantize_ref(QuantType4 type, FloatType in_type, const void* in, int64_t n, int64_t blocksize,
                       uint8_t* packed, float* absmax) {
   nf4_quantize_blocks_ref(type, in_type, in, n, blocksize, packed, absmax, 0, nf4_num_blocks(n, blocksize));
 }
@@ -192,7 +192,7 @@ void nf4_double_quantize_ref(const float* absmax, int64_t nblocks, const float* 
   }
 }
 
-void nf4_dequantize_blocks_ref(QuantType type, const uint8_t* packed, const Nf4Scales& scales, int64_t n,
+void nf4_dequantize_blocks_ref(QuantType4 type, const uint8_t* packed, const Nf4Scales& scales, int64_t n,
                                int64_t blocksize, FloatType out_type, void* out, int64_t block_begin,
                                int64_t block_end) {
   const float* code = nf4_code(type);
@@ -206,7 +206,7 @@ void nf4_dequantize_blocks_ref(QuantType type, const uint8_t* packed, const Nf4S
   }
 }
 
-void nf4_dequantize_ref(QuantType type, const uint8_t* packed, const Nf4Scales& scales, int64_t n,
+void nf4_dequantize_ref(QuantType4 type, const uint8_t* packed, const Nf4Scales& scales, int64_t n,
                         int64_t blocksize, FloatType out_type, void* out) {
   nf4_dequantize_blocks_ref(type, packed, scales, n, blocksize, out_type, out, 0, nf4_num_blocks(n, blocksize));
 }

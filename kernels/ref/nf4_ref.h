@@ -34,7 +34,8 @@
 
 namespace qlora {
 
-enum class QuantType { NF4 = 0, FP4 = 1 };
+// The 4-bit code. (The config's and the torch API's qlora::QuantType, which also has None, maps onto it.)
+enum class QuantType4 { NF4 = 0, FP4 = 1 };
 // Element type of a raw float array: fp16 and bf16 are uint16 bit patterns.
 enum class FloatType { F32 = 0, F16 = 1, BF16 = 2 };
 
@@ -44,7 +45,7 @@ constexpr int64_t kNf4MaxBlocksize = 4096;
 constexpr int64_t kNf4NestedBlocksize = 256;  // DQ always quantizes absmax in blocks of 256
 constexpr int kNf4MeanLanes = 1024;           // lanes of the deterministic mean(absmax), see nf4_absmax_mean
 
-const char* quant_type_name(QuantType type);  // "nf4" / "fp4", as in bitsandbytes' JSON
+const char* quant_type_name(QuantType4 type);  // "nf4" / "fp4", as in bitsandbytes' JSON
 size_t float_type_size(FloatType type);       // 4 or 2 bytes
 bool nf4_blocksize_valid(int64_t blocksize);  // a power of two in [32, 4096]
 inline int64_t nf4_num_blocks(int64_t n, int64_t blocksize) { return (n + blocksize - 1) / blocksize; }
@@ -58,14 +59,14 @@ inline int64_t nf4_num_nested_blocks(int64_t nblocks) {
 // (16) float32 decode LUT, index = 4-bit code; the values every dequantize multiplies by absmax.
 // NF4: bnb functional.py get_4bit_type("nf4") / kernels.cu nf4_dequantization_lut (spec 1.1).
 // FP4: CUDA's lut[c & 7] * (1 - 2 * (c >> 3)), so code 8 decodes to -0.0 (spec 1.2).
-const float* nf4_code(QuantType type);
+const float* nf4_code(QuantType4 type);
 // (16) the `quant_map` tensor bnb stores in checkpoints (get_4bit_type). Equal to nf4_code except FP4 index 8,
 // which bnb stores as +0.0 (Python's -0 is the integer 0); bnb's dequant kernels never read it.
-const float* nf4_quant_map(QuantType type);
+const float* nf4_quant_map(QuantType4 type);
 // (15 NF4 / 7 FP4) ascending float32 thresholds of the 4-bit quantizer: CUDA's decimal literals as nvcc
 // rounds them. NF4: the float32 midpoints of the code except 4 that are one ulp off (see nf4_ref.cpp);
 // FP4: compared with |s|, not exact midpoints.
-const float* nf4_thresholds(QuantType type, int* count);
+const float* nf4_thresholds(QuantType4 type, int* count);
 // (256) the signed dynamic map of create_dynamic_map(signed=True, max_exponent_bits=7, total_bits=8),
 // built the way torch computes it (see nf4_ref.cpp). code8[0] = -0.99296875, code8[127] = 0, code8[255] = 1.
 const float* nf4_dynamic_map();
@@ -73,7 +74,7 @@ const float* nf4_dynamic_map();
 // ---- one value ---------------------------------------------------------------------------------------
 
 // The 4-bit code of a scaled value s = x * (1/absmax): CUDA dQuantizeNF4 / dQuantizeFP4.
-uint8_t nf4_encode(QuantType type, float s);
+uint8_t nf4_encode(QuantType4 type, float s);
 // The 8-bit code of a scaled value s in the 256-entry sorted map `code8`: CUDA dQuantize<0> (a binary search
 // from pivot 127 with steps 64..1, then the nearer of the final pivot and its neighbour, compared against
 // midpoints (a + b) * 0.5f; a value exactly on a midpoint keeps the final pivot; NaN gives 0).
@@ -97,7 +98,7 @@ struct Nf4Scales {
 float nf4_block_absmax(const Nf4Scales& scales, int64_t block);
 
 // Quantizes n values `in` (type in_type) into packed (ceil(n/2)) uint8 and absmax (nblocks) float32.
-void nf4_quantize_ref(QuantType type, FloatType in_type, const void* in, int64_t n, int64_t blocksize,
+void nf4_quantize_ref(QuantType4 type, FloatType in_type, const void* in, int64_t n, int64_t blocksize,
                       uint8_t* packed, float* absmax);
 
 // Double quantization of absmax (nblocks) float32 with the 8-bit map code8 (256): writes absmax_q (nblocks)
@@ -112,14 +113,14 @@ void nf4_double_quantize_ref(const float* absmax, int64_t nblocks, const float* 
 float nf4_absmax_mean(const float* absmax, int64_t nblocks);
 
 // Dequantizes n values from packed (ceil(n/2)) uint8 into out (n values of out_type).
-void nf4_dequantize_ref(QuantType type, const uint8_t* packed, const Nf4Scales& scales, int64_t n,
+void nf4_dequantize_ref(QuantType4 type, const uint8_t* packed, const Nf4Scales& scales, int64_t n,
                         int64_t blocksize, FloatType out_type, void* out);
 
 // The same two, restricted to the blocks [block_begin, block_end) of the whole tensor (pointers and n are
 // the whole tensor's). The CPU path's threads and its scalar fallback run these on their share of blocks.
-void nf4_quantize_blocks_ref(QuantType type, FloatType in_type, const void* in, int64_t n, int64_t blocksize,
+void nf4_quantize_blocks_ref(QuantType4 type, FloatType in_type, const void* in, int64_t n, int64_t blocksize,
                              uint8_t* packed, float* absmax, int64_t block_begin, int64_t block_end);
-void nf4_dequantize_blocks_ref(QuantType type, const uint8_t* packed, const Nf4Scales& scales, int64_t n,
+void nf4_dequantize_blocks_ref(QuantType4 type, const uint8_t* packed, const Nf4Scales& scales, int64_t n,
                                int64_t blocksize, FloatType out_type, void* out, int64_t block_begin,
                                int64_t block_end);
 

@@ -62,7 +62,7 @@ const char* dtype_name(FloatType t) { return t == FloatType::F32 ? "f32" : t == 
 }
 
 struct Case {
-  QuantType type;
+  QuantType4 type;
   FloatType dtype;
   int64_t n, blocksize;
 };
@@ -118,7 +118,7 @@ TEST_P(Nf4Cpu, MatchesReferenceOnOddShapes) {
   const int64_t sizes[] = {1, 15, 31, 33, 3 * 5, 63 * 65, 4097 * 3, 64 * 1024 + 17};
   for (int threads : {1, 2, 3}) {
     nf4_cpu_set_num_threads(threads);
-    for (QuantType type : {QuantType::NF4, QuantType::FP4})
+    for (QuantType4 type : {QuantType4::NF4, QuantType4::FP4})
       for (FloatType dtype : {FloatType::F32, FloatType::F16, FloatType::BF16})
         for (int64_t bs = 32; bs <= 4096; bs *= 2)
           for (int64_t n : sizes)
@@ -135,7 +135,7 @@ TEST_P(Nf4Cpu, MatchesReferenceOnOddShapes) {
 TEST_P(Nf4Cpu, MatchesReferenceOnALargeWeight) {
   // (256, 4096) at the default blocksize and the largest one, through the thread pool.
   nf4_cpu_set_num_threads(2);
-  for (QuantType type : {QuantType::NF4, QuantType::FP4})
+  for (QuantType4 type : {QuantType4::NF4, QuantType4::FP4})
     for (FloatType dtype : {FloatType::F32, FloatType::BF16})
       for (int64_t bs : {64, 4096}) {
         check_case({type, dtype, 256 * 4096, bs}, true, std::string(quant_type_name(type)) + dtype_name(dtype));

@@ -30,14 +30,14 @@ struct Quantized {
   std::vector<float> absmax;
 };
 
-Quantized quantize(QuantType type, const std::vector<float>& x, int64_t blocksize = 64) {
+Quantized quantize(QuantType4 type, const std::vector<float>& x, int64_t blocksize = 64) {
   const int64_t n = static_cast<int64_t>(x.size());
   Quantized q{std::vector<uint8_t>(nf4_packed_bytes(n)), std::vector<float>(nf4_num_blocks(n, blocksize))};
   nf4_quantize_ref(type, FloatType::F32, x.data(), n, blocksize, q.packed.data(), q.absmax.data());
   return q;
 }
 
-std::vector<float> dequantize(QuantType type, const Quantized& q, int64_t n, int64_t blocksize = 64) {
+std::vector<float> dequantize(QuantType4 type, const Quantized& q, int64_t n, int64_t blocksize = 64) {
   std::vector<float> out(static_cast<size_t>(n));
   Nf4Scales scales;
   scales.absmax = q.absmax.data();
@@ -57,8 +57,8 @@ TEST(Nf4Ref, Nf4CodeTableHex) {
                                  0xbdba7871, 0x00000000, 0x3da2faff, 0x3e24cae3, 0x3e7c04dd, 0x3ead033a,
                                  0x3ee1a4b8, 0x3f1007ab, 0x3f3913b3, 0x3f800000};
   for (int i = 0; i < 16; ++i) {
-    EXPECT_EQ(bits(nf4_code(QuantType::NF4)[i]), expected[i]) << "code " << i;
-    EXPECT_EQ(bits(nf4_quant_map(QuantType::NF4)[i]), expected[i]) << "quant_map " << i;
+    EXPECT_EQ(bits(nf4_code(QuantType4::NF4)[i]), expected[i]) << "code " << i;
+    EXPECT_EQ(bits(nf4_quant_map(QuantType4::NF4)[i]), expected[i]) << "quant_map " << i;
   }
 }
 
@@ -66,8 +66,8 @@ TEST(Nf4Ref, Fp4CodeTableHex) {
   // nf4-spec.md 1.2: [0, 0.0625, 8, 12, 4, 6, 2, 3] / 12, sign in bit 3.
   const uint32_t magnitude[8] = {0x00000000, 0x3baaaaab, 0x3f2aaaab, 0x3f800000,
                                  0x3eaaaaab, 0x3f000000, 0x3e2aaaab, 0x3e800000};
-  const float* code = nf4_code(QuantType::FP4);
-  const float* quant_map = nf4_quant_map(QuantType::FP4);
+  const float* code = nf4_code(QuantType4::FP4);
+  const float* quant_map = nf4_quant_map(QuantType4::FP4);
   for (int i = 0; i < 8; ++i) {
     EXPECT_EQ(bits(code[i]), magnitude[i]) << i;
     EXPECT_EQ(bits(code[i + 8]), magnitude[i] | 0x80000000u) << i + 8;  // CUDA: lut[c&7] * -1 (8 -> -0.0)
@@ -80,14 +80,14 @@ TEST(Nf4Ref, Fp4CodeTableHex) {
 
 TEST(Nf4Ref, Nf4ThresholdsAreCudaLiterals) {
   int count = 0;
-  const float* t = nf4_thresholds(QuantType::NF4, &count);
+  const float* t = nf4_thresholds(QuantType4::NF4, &count);
   ASSERT_EQ(count, 15);
   // dQuantizeNF4's decimal literals as nvcc 13 rounds them (bit patterns read from the PTX of kernels.cu's
   // literals compiled with nvcc -ptx; g++ gives the same).
   const uint32_t expected[15] = {0xbf591cd9, 0xbf1c5270, 0xbeeb8480, 0xbeadea76, 0xbe703cec,
                                  0xbe0d38bc, 0xbd3a7871, 0x3d22faff, 0x3df64863, 0x3e5067e0,
                                  0x3e9582d4, 0x3ec753f9, 0x3f006d03, 0x3f248daf, 0x3f5c89d9};
-  const float* c = nf4_code(QuantType::NF4);
+  const float* c = nf4_code(QuantType4::NF4);
   int off_midpoint = 0;
   for (int i = 0; i < 15; ++i) {
     EXPECT_EQ(bits(t[i]), expected[i]) << i;
@@ -106,14 +106,14 @@ TEST(Nf4Ref, Nf4ThresholdsAreCudaLiterals) {
 
 TEST(Nf4Ref, Fp4ThresholdsAreCudaLiterals) {
   int count = 0;
-  const float* t = nf4_thresholds(QuantType::FP4, &count);
+  const float* t = nf4_thresholds(QuantType4::FP4, &count);
   ASSERT_EQ(count, 7);
   // float32 bit patterns of 0.00260417f ... 0.8333333f (from nvcc's PTX, as for NF4).
   const uint32_t expected[7] = {0x3b2aaab9, 0x3db00000, 0x3e555555, 0x3e955555,
                                 0x3ed55556, 0x3f155550, 0x3f555555};
   for (int i = 0; i < 7; ++i) EXPECT_EQ(bits(t[i]), expected[i]) << i;
   // Not the exact midpoints: 0.583333f is below (1/2 + 2/3) / 2 in float32 (spec 1.3).
-  const float* c = nf4_code(QuantType::FP4);
+  const float* c = nf4_code(QuantType4::FP4);
   EXPECT_NE(bits(t[5]), bits((c[5] + c[2]) / 2.0f));
 }
 
@@ -150,17 +150,17 @@ TEST(Nf4Ref, DynamicMapHex) {
 
 TEST(Nf4Ref, SpecVectors) {
   {  // NF4 [1, -1, 0, 0.5] -> F0 7C, absmax 1 (0.5 encodes as 12, 0.4407)
-    const Quantized q = quantize(QuantType::NF4, {1.0f, -1.0f, 0.0f, 0.5f});
+    const Quantized q = quantize(QuantType4::NF4, {1.0f, -1.0f, 0.0f, 0.5f});
     EXPECT_EQ(q.packed, (std::vector<uint8_t>{0xF0, 0x7C}));
     EXPECT_EQ(q.absmax, (std::vector<float>{1.0f}));
   }
   {  // NF4 [0.1, -0.2, 0.3] -> B1 F7, absmax 0.3 (the final 7 is the odd-length pad)
-    const Quantized q = quantize(QuantType::NF4, {0.1f, -0.2f, 0.3f});
+    const Quantized q = quantize(QuantType4::NF4, {0.1f, -0.2f, 0.3f});
     EXPECT_EQ(q.packed, (std::vector<uint8_t>{0xB1, 0xF7}));
     EXPECT_EQ(q.absmax, (std::vector<float>{0.3f}));
   }
   {  // FP4 [1, -1, 0, 0.5] -> 3B 05
-    const Quantized q = quantize(QuantType::FP4, {1.0f, -1.0f, 0.0f, 0.5f});
+    const Quantized q = quantize(QuantType4::FP4, {1.0f, -1.0f, 0.0f, 0.5f});
     EXPECT_EQ(q.packed, (std::vector<uint8_t>{0x3B, 0x05}));
   }
 }
@@ -173,7 +173,7 @@ TEST(Nf4Ref, SpecVectorsFromHalfInputs) {
     for (int i = 0; i < 4; ++i) h[i] = t == FloatType::F16 ? float_to_fp16(x[i]) : float_to_bf16(x[i]);
     uint8_t packed[2];
     float absmax;
-    nf4_quantize_ref(QuantType::NF4, t, h, 4, 64, packed, &absmax);
+    nf4_quantize_ref(QuantType4::NF4, t, h, 4, 64, packed, &absmax);
     EXPECT_EQ(packed[0], 0xF0);
     EXPECT_EQ(packed[1], 0x7C);
     EXPECT_EQ(absmax, 1.0f);
@@ -183,36 +183,36 @@ TEST(Nf4Ref, SpecVectorsFromHalfInputs) {
 TEST(Nf4Ref, Fp4SignComesFromTheScaledValue) {
   // CUDA dQuantizeFP4: sign = x < 0 before |x|. A tiny negative (|s| < 0.0026) is code 8 (-0), a tiny
   // positive code 0; -0.0 counts as positive (spec 4.2 item 4, where bnb's CPU path differs).
-  EXPECT_EQ(nf4_encode(QuantType::FP4, -1e-4f), 8);
-  EXPECT_EQ(nf4_encode(QuantType::FP4, 1e-4f), 0);
-  EXPECT_EQ(nf4_encode(QuantType::FP4, -0.0f), 0);
-  EXPECT_EQ(nf4_encode(QuantType::FP4, std::nanf("")), 0);
+  EXPECT_EQ(nf4_encode(QuantType4::FP4, -1e-4f), 8);
+  EXPECT_EQ(nf4_encode(QuantType4::FP4, 1e-4f), 0);
+  EXPECT_EQ(nf4_encode(QuantType4::FP4, -0.0f), 0);
+  EXPECT_EQ(nf4_encode(QuantType4::FP4, std::nanf("")), 0);
   // Values exactly on a literal threshold take the lower code; just above, the upper one.
-  EXPECT_EQ(nf4_encode(QuantType::FP4, 0.583333f), 5);
-  EXPECT_EQ(nf4_encode(QuantType::FP4, std::nextafter(0.583333f, 1.0f)), 2);
-  EXPECT_EQ(nf4_encode(QuantType::FP4, -0.75f), 8 | 2);  // 0.75 < 0.8333333 -> 2/3
+  EXPECT_EQ(nf4_encode(QuantType4::FP4, 0.583333f), 5);
+  EXPECT_EQ(nf4_encode(QuantType4::FP4, std::nextafter(0.583333f, 1.0f)), 2);
+  EXPECT_EQ(nf4_encode(QuantType4::FP4, -0.75f), 8 | 2);  // 0.75 < 0.8333333 -> 2/3
 }
 
 TEST(Nf4Ref, Nf4ThresholdTiesGoToTheLowerCode) {
   int count = 0;
-  const float* t = nf4_thresholds(QuantType::NF4, &count);
+  const float* t = nf4_thresholds(QuantType4::NF4, &count);
   for (int i = 0; i < count; ++i) {
-    EXPECT_EQ(nf4_encode(QuantType::NF4, t[i]), i) << i;
-    EXPECT_EQ(nf4_encode(QuantType::NF4, std::nextafter(t[i], 2.0f)), i + 1) << i;
+    EXPECT_EQ(nf4_encode(QuantType4::NF4, t[i]), i) << i;
+    EXPECT_EQ(nf4_encode(QuantType4::NF4, std::nextafter(t[i], 2.0f)), i + 1) << i;
   }
   // Where a literal is one ulp off the float32 midpoint, the midpoint itself lands on CUDA's side
   // (bnb's CPU bucketize gives the other code there): 0x3f006d04 > 0x3f006d03 -> 13, not 12.
-  EXPECT_EQ(nf4_encode(QuantType::NF4, float_from_bits(0x3f006d04u)), 13);
-  EXPECT_EQ(nf4_encode(QuantType::NF4, float_from_bits(0xbf591cd8u)), 1);
-  EXPECT_EQ(nf4_encode(QuantType::NF4, 7.0f), 15);   // saturates, no clamp needed
-  EXPECT_EQ(nf4_encode(QuantType::NF4, -7.0f), 0);
-  EXPECT_EQ(nf4_encode(QuantType::NF4, std::nanf("")), 0);  // NaN: every comparison false
+  EXPECT_EQ(nf4_encode(QuantType4::NF4, float_from_bits(0x3f006d04u)), 13);
+  EXPECT_EQ(nf4_encode(QuantType4::NF4, float_from_bits(0xbf591cd8u)), 1);
+  EXPECT_EQ(nf4_encode(QuantType4::NF4, 7.0f), 15);   // saturates, no clamp needed
+  EXPECT_EQ(nf4_encode(QuantType4::NF4, -7.0f), 0);
+  EXPECT_EQ(nf4_encode(QuantType4::NF4, std::nanf("")), 0);  // NaN: every comparison false
 }
 
 // ---- odd lengths, encoder optimality ------------------------------------------------------------------
 
 TEST(Nf4Ref, OddLengthsPadAndNearestCode) {
-  for (QuantType type : {QuantType::NF4, QuantType::FP4}) {
+  for (QuantType4 type : {QuantType4::NF4, QuantType4::FP4}) {
     for (int64_t n : {1, 3, 63, 64, 65, 4097}) {
       for (int64_t bs : {32, 64, 4096}) {
         const auto x = randn(n, static_cast<uint32_t>(n * 31 + bs), 0.02f);
@@ -220,7 +220,7 @@ TEST(Nf4Ref, OddLengthsPadAndNearestCode) {
         ASSERT_EQ(static_cast<int64_t>(q.packed.size()), (n + 1) / 2);
         ASSERT_EQ(static_cast<int64_t>(q.absmax.size()), (n + bs - 1) / bs);
         if (n % 2) {  // the pad nibble encodes 0: NF4 code 7, FP4 code 0
-          EXPECT_EQ(q.packed.back() & 0x0f, type == QuantType::NF4 ? 7 : 0) << n << " " << bs;
+          EXPECT_EQ(q.packed.back() & 0x0f, type == QuantType4::NF4 ? 7 : 0) << n << " " << bs;
         }
         const float* code = nf4_code(type);
         for (int64_t i = 0; i < n; ++i) {
@@ -231,7 +231,7 @@ TEST(Nf4Ref, OddLengthsPadAndNearestCode) {
           for (int k = 0; k < 16; ++k) best = std::fmin(best, std::fabs(s - code[k]));
           // NF4 thresholds are the midpoints up to one ulp (6e-8 at |s| < 1): the chosen code is a nearest
           // one within that. FP4's literals are off the midpoints by up to 3.4e-7 (0.583333 vs 7/12).
-          const float slack = type == QuantType::NF4 ? 6e-8f : 4e-7f;
+          const float slack = type == QuantType4::NF4 ? 6e-8f : 4e-7f;
           ASSERT_LE(std::fabs(s - code[c]), best + slack) << "n=" << n << " bs=" << bs << " i=" << i;
         }
         for (int64_t b = 0; b * bs < n; ++b) {  // absmax is the exact max |x| of the block
@@ -252,7 +252,7 @@ TEST(Nf4Ref, ZeroBlocksFollowCuda) {
   auto x = randn(n, 7);
   for (int64_t i = 64; i < 128; ++i) x[i] = 0.0f;
   for (int64_t i = 128; i < n; ++i) x[i] = 0.0f;
-  for (QuantType type : {QuantType::NF4, QuantType::FP4}) {
+  for (QuantType4 type : {QuantType4::NF4, QuantType4::FP4}) {
     const Quantized q = quantize(type, x);
     EXPECT_EQ(q.absmax[1], 0.0f);
     EXPECT_EQ(q.absmax[2], 0.0f);
@@ -262,7 +262,7 @@ TEST(Nf4Ref, ZeroBlocksFollowCuda) {
     for (int64_t i = 64; i < n; ++i) {
       EXPECT_EQ(y[i], 0.0f);
       // NF4 code 0 is -1: -1 * 0 = -0.0 (spec 1.4); FP4 code 0 is +0.
-      EXPECT_EQ(std::signbit(y[i]), type == QuantType::NF4) << i;
+      EXPECT_EQ(std::signbit(y[i]), type == QuantType4::NF4) << i;
     }
   }
 }
@@ -273,7 +273,7 @@ TEST(Nf4Ref, NanAndInf) {
   x[64 + 7] = INFINITY;            // block 1: absmax inf, inv 0
   x[64 + 8] = -3.0f;
   for (int64_t i = 128; i < 192; ++i) x[i] = std::nanf("");  // block 2: all NaN (full block)
-  const Quantized q = quantize(QuantType::NF4, x);
+  const Quantized q = quantize(QuantType4::NF4, x);
   float m0 = 0.0f;
   for (int i = 0; i < 64; ++i)
     if (i != 5) m0 = std::fmax(m0, std::fabs(x[i]));
@@ -287,12 +287,12 @@ TEST(Nf4Ref, NanAndInf) {
     }
   EXPECT_EQ(q.absmax[2], -FLT_MAX);  // CUDA's fmaxf reduction starts at -FLT_MAX and ignores NaN
   for (int64_t i = 128; i < 192; ++i) EXPECT_EQ(code_at(q.packed, i), 0);
-  const auto y = dequantize(QuantType::NF4, q, x.size());
+  const auto y = dequantize(QuantType4::NF4, q, x.size());
   EXPECT_TRUE(std::isnan(y[64]));  // code 7 (0.0) * inf = NaN, as CUDA
 
   // A partial block of NaNs also reduces its zero padding: absmax 0.
   std::vector<float> tail = {std::nanf(""), std::nanf(""), std::nanf("")};
-  EXPECT_EQ(quantize(QuantType::NF4, tail).absmax[0], 0.0f);
+  EXPECT_EQ(quantize(QuantType4::NF4, tail).absmax[0], 0.0f);
 }
 
 // ---- double quantization ------------------------------------------------------------------------------
@@ -338,7 +338,7 @@ TEST(Nf4Ref, DoubleQuantRebuildsAbsmax) {
   // absmax of a randn weight at blocksize 64, nblocks = 1000 (3 full nested groups and a partial one).
   const int64_t n = 64 * 1000;
   const auto x = randn(n, 11, 0.02f);
-  const Quantized q = quantize(QuantType::NF4, x);
+  const Quantized q = quantize(QuantType4::NF4, x);
   const int64_t nb = 1000, ng = 4;
   std::vector<uint8_t> absmax_q(nb);
   std::vector<float> nested(ng);
@@ -391,17 +391,17 @@ TEST(Nf4Ref, DoubleQuantOfEqualValues) {
 TEST(Nf4Ref, DequantizeHalfIsRoundedFloat) {
   const int64_t n = 4097;
   const auto x = randn(n, 5, 3.0f);
-  const Quantized q = quantize(QuantType::NF4, x, 128);
+  const Quantized q = quantize(QuantType4::NF4, x, 128);
   Nf4Scales scales;
   scales.absmax = q.absmax.data();
   std::vector<float> f(n);
   std::vector<uint16_t> h(n), b(n);
-  nf4_dequantize_ref(QuantType::NF4, q.packed.data(), scales, n, 128, FloatType::F32, f.data());
-  nf4_dequantize_ref(QuantType::NF4, q.packed.data(), scales, n, 128, FloatType::F16, h.data());
-  nf4_dequantize_ref(QuantType::NF4, q.packed.data(), scales, n, 128, FloatType::BF16, b.data());
+  nf4_dequantize_ref(QuantType4::NF4, q.packed.data(), scales, n, 128, FloatType::F32, f.data());
+  nf4_dequantize_ref(QuantType4::NF4, q.packed.data(), scales, n, 128, FloatType::F16, h.data());
+  nf4_dequantize_ref(QuantType4::NF4, q.packed.data(), scales, n, 128, FloatType::BF16, b.data());
   for (int64_t i = 0; i < n; ++i) {
     // out = T(code * absmax): the float32 product, rounded once.
-    EXPECT_EQ(f[i], nf4_code(QuantType::NF4)[code_at(q.packed, i)] * q.absmax[i / 128]);
+    EXPECT_EQ(f[i], nf4_code(QuantType4::NF4)[code_at(q.packed, i)] * q.absmax[i / 128]);
     EXPECT_EQ(h[i], float_to_fp16(f[i]));
     EXPECT_EQ(b[i], float_to_bf16(f[i]));
   }
@@ -414,7 +414,7 @@ TEST(Nf4Ref, RoundTripErrorMatchesBitsandbytes) {
   const int64_t n = 1024 * 1024;
   const auto x = randn(n, 42);
   double err[2] = {};
-  for (QuantType type : {QuantType::NF4, QuantType::FP4}) {
+  for (QuantType4 type : {QuantType4::NF4, QuantType4::FP4}) {
     const auto y = dequantize(type, quantize(type, x), n);
     double sum = 0;
     for (int64_t i = 0; i < n; ++i) sum += std::fabs(x[i] - y[i]);

@@ -79,7 +79,7 @@ float value_at(FloatType t, const std::vector<uint8_t>& raw, size_t i) {
   return t == FloatType::F16 ? fp16_to_float(h) : bf16_to_float(h);
 }
 
-void check_shape(QuantType type, FloatType in_t, int64_t rows, int64_t cols, int64_t bs, bool dq) {
+void check_shape(QuantType4 type, FloatType in_t, int64_t rows, int64_t cols, int64_t bs, bool dq) {
   const int64_t n = rows * cols, nb = nf4_num_blocks(n, bs), ng = nf4_num_nested_blocks(nb);
   const std::string label = std::string(quant_type_name(type)) + " " + dtype_name(in_t) + " (" +
                             std::to_string(rows) + "," + std::to_string(cols) + ") bs=" + std::to_string(bs) +
@@ -145,7 +145,7 @@ void check_shape(QuantType type, FloatType in_t, int64_t rows, int64_t cols, int
 TEST(Nf4Cuda, MatchesReferenceByteForByte) {
   SKIP_WITHOUT_DEVICE();
   const int64_t shapes[][2] = {{1, 1}, {3, 5}, {63, 65}, {4097, 3}, {256, 4096}};
-  for (QuantType type : {QuantType::NF4, QuantType::FP4})
+  for (QuantType4 type : {QuantType4::NF4, QuantType4::FP4})
     for (FloatType in_t : {FloatType::F32, FloatType::F16, FloatType::BF16})
       for (int64_t bs = 32; bs <= 4096; bs *= 2)
         for (const auto& s : shapes)
@@ -157,8 +157,8 @@ TEST(Nf4Cuda, MatchesReferenceByteForByte) {
 
 TEST(Nf4Cuda, EmptyInputIsANoOp) {
   SKIP_WITHOUT_DEVICE();
-  EXPECT_EQ(nf4_quantize_cuda(QuantType::NF4, FloatType::F32, nullptr, 0, 64, nullptr, nullptr, nullptr), cudaSuccess);
-  EXPECT_EQ(nf4_dequantize_cuda(QuantType::NF4, nullptr, Nf4Scales{}, 0, 64, FloatType::F32, nullptr, nullptr),
+  EXPECT_EQ(nf4_quantize_cuda(QuantType4::NF4, FloatType::F32, nullptr, 0, 64, nullptr, nullptr, nullptr), cudaSuccess);
+  EXPECT_EQ(nf4_dequantize_cuda(QuantType4::NF4, nullptr, Nf4Scales{}, 0, 64, FloatType::F32, nullptr, nullptr),
             cudaSuccess);
 }
 
