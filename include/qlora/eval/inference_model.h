@@ -1,0 +1,36 @@
+// Loading a model for inference (qlora-generate, qlora-eval): the base model from a Hugging Face directory,
+// optionally with its 7 projections quantized to 4 bits, an optional PEFT LoRA adapter on top, and the
+// tokenizer from the same directory. Every problem with the inputs is an Input error (exit code 2) that
+// names the path: a missing model directory, config.json or tokenizer.model, a bad adapter.
+#pragma once
+#include <string>
+
+#include "qlora/data/tokenizer.h"
+#include "qlora/model/llama.h"
+
+namespace qlora::eval {
+
+struct InferenceOptions {
+  std::string model_dir;        // config.json + safetensors + tokenizer.model
+  std::string adapter_dir;      // PEFT adapter (adapter_config.json + adapter_model.safetensors); "" = none
+  std::string device = "auto";  // "cpu" | "cuda" | "cuda:N" | "auto" (cuda when available, else cpu)
+  std::string dtype = "auto";   // compute dtype "fp32" | "bf16" | "fp16" | "auto" (bf16 on cuda, fp32 on cpu)
+  std::string quant_type = "none";  // "nf4" | "fp4" | "none": 4-bit projections (QLoRA: nf4)
+  bool double_quant = false;        // quantize the absmax constants too (QLoRA: on)
+  int64_t blocksize = 64;           // values per absmax block (bitsandbytes' default 64)
+};
+
+struct InferenceModel {
+  LlamaForCausalLM model{nullptr};
+  data::Tokenizer tokenizer;
+  at::Device device = at::kCPU;
+  std::string description;  // one line: path, device, dtype, quantization, adapter
+};
+
+// Resolves "auto" and checks that a CUDA device exists when one is asked for.
+at::Device resolve_device(const std::string& name);
+at::ScalarType resolve_dtype(const std::string& name, const at::Device& device);
+
+InferenceModel load_inference_model(const InferenceOptions& options);
+
+}  // namespace qlora::eval

@@ -1,0 +1,91 @@
+// qlora-eval: perplexity and MMLU accuracy of a (4-bit) LLaMA with an optional LoRA adapter.
+//   qlora-eval [--model DIR] [--adapter DIR] --perplexity FILE [--max-length N] [--stride N] [--batch-size N]
+//              [--json FILE]
+//   qlora-eval [--model DIR] [--adapter DIR] --mmlu --data DIR|FILE [--shots K] [--split val|test|dev]
+//              [--subjects a,b] [--max-questions N] [--max-len N] [--no-prefix-cache] [--json FILE]
+//              [--predictions FILE]
+//   model flags: [--device cpu|cuda|auto] [--dtype ...] [--quant-type nf4|fp4|none] [--double-quant] [--blocksize N]
+// Perplexity prints {"nll_per_token", "perplexity", "tokens", "tokens_per_second", ...} (JSON, stdout and
+// --json); MMLU prints the per-subject/subcategory/category table with micro and macro accuracy, --json
+// writes the report, --predictions one JSON line per question. Exit codes: 0 ok, 2 bad input, 1 internal.
+#include <cstdio>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "qlora/common/error.h"
+#include "qlora/common/fs.h"
+#include "qlora/eval/cli_flags.h"
+#include "qlora/eval/mmlu_eval.h"
+#include "qlora/eval/perplexity.h"
+
+int main(int argc, char** argv) {
+  return qlora::run_cli("qlora-eval", [&]() -> int {
+    namespace ev = qlora::eval;
+    CLI::App app{"qlora-eval: perplexity of a text file and MMLU accuracy of a LLaMA model (+ LoRA adapter)"};
+    ev::InferenceOptions model_options;
+    ev::add_inference_flags(app, model_options);
+    std::string perplexity_file, json_file, predictions_file, split = "val";
+    bool mmlu = false;
+    ev::PerplexityOptions ppl;
+    ev::MmluOptions mo;
+    bool no_prefix_cache = false;
+    app.add_option("--perplexity", perplexity_file, "text file, or JSONL with a \"text\" field per document");
+    app.add_option("--max-length", ppl.max_length, "perplexity window in tokens (0 = model context)")
+        ->capture_default_str();
+    app.add_option("--stride", ppl.stride, "perplexity window stride (0 = window - 1)")->capture_default_str();
+    app.add_option("--batch-size", ppl.batch_size, "perplexity windows per forward pass")->capture_default_str();
+    app.add_flag("--mmlu", mmlu, "MMLU accuracy (log-likelihood of the answers A-D)");
+    app.add_option("--data", mo.data, "MMLU CSV directory (dev/ val/ test/) or a qlora prebuilt .json file");
+    app.add_option("--shots", mo.shots, "dev examples per prompt, 0..5")->capture_default_str();
+    app.add_option("--split", split, "val (= eval) | test | dev")->capture_default_str();
+    app.add_option("--subjects", mo.subjects, "only these subjects (comma-separated)")->delimiter(',');
+    app.add_option("--max-questions", mo.max_questions, "first N questions (0 = all)")->capture_default_str();
+    app.add_option("--max-len", mo.max_len, "MMLU token budget (0 = min(2048, model context))")->capture_default_str();
+    app.add_flag("--no-prefix-cache", no_prefix_cache, "run every prompt in full (no KV reuse across questions)");
+    app.add_option("--json", json_file, "write the results as JSON to FILE");
+    app.add_option("--predictions", predictions_file, "MMLU: one JSON line per question to FILE");
+    if (const int rc = ev::parse_cli(app, argc, argv); rc >= 0) return rc;
+    QLORA_INPUT_CHECK(mmlu != !perplexity_file.empty(), "give exactly one of --perplexity FILE or --mmlu");
+    if (mmlu) QLORA_INPUT_CHECK(!mo.data.empty(), "--mmlu needs --data DIR (the MMLU CSV directory or .json file)");
+    mo.split = qlora::mmlu::parse_split(split);
+    mo.reuse_prefix = !no_prefix_cache;
+
+    ev::InferenceModel m = ev::load_inference_model(model_options);
+    std::fprintf(stderr, "qlora-eval: %s\n", m.description.c_str());
+
+    if (!perplexity_file.empty()) {
+      const ev::PerplexityResult r = ev::perplexity_of_file(*m.model, m.tokenizer, perplexity_file, ppl);
+      const std::string text = r.to_json().dump(2);
+      std::cout << text << std::endl;
+      if (!json_file.empty()) qlora::fs::write_text_atomic(json_file, text + "\n");
+      return 0;
+    }
+
+    mo.progress = [](int64_t done, int64_t total) {
+      if (done == total || done % 50 == 0) {
+        std::fprintf(stderr, "qlora-eval: MMLU %lld/%lld questions\n", static_cast<long long>(done),
+                     static_cast<long long>(total));
+      }
+    };
+    const ev::MmluEvaluator evaluator(m.tokenizer, mo, m.model->config().max_position_embeddings);
+    const ev::MmluResult r = evaluator.run(*m.model);
+    std::cout << qlora::mmlu::format_table(r.report);
+    std::printf("MMLU %s, %d-shot: micro accuracy %.4f (%lld/%lld), macro accuracy %.4f over %zu subjects\n",
+                r.report.split.c_str(), mo.shots, r.report.micro, static_cast<long long>(r.report.correct),
+                static_cast<long long>(r.report.total), r.report.macro, r.report.subjects.size());
+    std::fprintf(stderr, "qlora-eval: scored in %.3f s (%lld forward tokens for %lld prompt tokens)\n", r.seconds,
+                 static_cast<long long>(r.forward_tokens), static_cast<long long>(r.prompt_tokens));
+    if (!predictions_file.empty()) qlora::mmlu::write_predictions(predictions_file, r.predictions);
+    if (!json_file.empty()) {
+      nlohmann::ordered_json j = qlora::mmlu::to_json(r.report);
+      j["shots"] = mo.shots;
+      j["max_len"] = evaluator.max_len();
+      j["seconds"] = r.seconds;
+      j["forward_tokens"] = r.forward_tokens;
+      j["prompt_tokens"] = r.prompt_tokens;
+      qlora::fs::write_text_atomic(json_file, j.dump(2) + "\n");
+    }
+    return 0;
+  });
+}
