@@ -1,18 +1,31 @@
 #include "qlora/common/log.h"
 
+#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include "qlora/common/error.h"
 
 namespace qlora::log {
 
+namespace {
+// Logs go to stderr so that stdout stays machine-readable (--json, --dry-run, generated text).
+spdlog::logger& logger() {
+  static std::shared_ptr<spdlog::logger> l = [] {
+    auto lg = spdlog::stderr_color_mt("qlora");
+    lg->set_pattern("[%H:%M:%S] [%^%l%$] %v");
+    return lg;
+  }();
+  return *l;
+}
+}  // namespace
+
 void set_level(Level level) {
   switch (level) {
-    case Level::Debug: spdlog::set_level(spdlog::level::debug); break;
-    case Level::Info: spdlog::set_level(spdlog::level::info); break;
-    case Level::Warn: spdlog::set_level(spdlog::level::warn); break;
-    case Level::Error: spdlog::set_level(spdlog::level::err); break;
-    case Level::Off: spdlog::set_level(spdlog::level::off); break;
+    case Level::Debug: logger().set_level(spdlog::level::debug); break;
+    case Level::Info: logger().set_level(spdlog::level::info); break;
+    case Level::Warn: logger().set_level(spdlog::level::warn); break;
+    case Level::Error: logger().set_level(spdlog::level::err); break;
+    case Level::Off: logger().set_level(spdlog::level::off); break;
   }
 }
 
@@ -25,9 +38,9 @@ Level level_from_string(const std::string& name) {
   QLORA_INPUT_ERROR("log level '", name, "': expected one of debug, info, warn, error, off");
 }
 
-void debug(const std::string& msg) { spdlog::debug("{}", msg); }
-void info(const std::string& msg) { spdlog::info("{}", msg); }
-void warn(const std::string& msg) { spdlog::warn("{}", msg); }
-void error(const std::string& msg) { spdlog::error("{}", msg); }
+void debug(const std::string& msg) { logger().debug("{}", msg); }
+void info(const std::string& msg) { logger().info("{}", msg); }
+void warn(const std::string& msg) { logger().warn("{}", msg); }
+void error(const std::string& msg) { logger().error("{}", msg); }
 
 }  // namespace qlora::log
