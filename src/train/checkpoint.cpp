@@ -3,6 +3,10 @@
 
 #include <unistd.h>
 
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+
 #include <nlohmann/json.hpp>
 
 #include "qlora/common/error.h"
@@ -33,6 +37,15 @@ int64_t step_of(const std::string& name) {
 }
 
 }  // namespace
+
+void fault_point(const char* point, int64_t step) {
+  const char* spec = std::getenv("QLORA_FAULT_INJECT");
+  if (spec == nullptr) return;
+  if (std::string(spec) == str(point, "@", step)) {
+    std::fprintf(stderr, "QLORA_FAULT_INJECT: SIGKILL at %s of step %lld\n", point, static_cast<long long>(step));
+    std::raise(SIGKILL);
+  }
+}
 
 std::string checkpoint_name(int64_t step) { return kPrefix + std::to_string(step); }
 
@@ -83,6 +96,7 @@ std::string write_checkpoint(const std::string& output_dir, int64_t step,
   fs::make_dirs(tmp);
   fill(tmp);  // every file goes through write_atomic: written, fsynced, renamed
   fs::fsync_dir(tmp);
+  fault_point("before-rename", step);
   if (fs::exists(final_path)) {  // rename(2) cannot replace a non-empty directory: move the old one aside first
     const std::string trash = fs::join(output_dir, kTrashPrefix + suffix);
     fs::rename_dir_atomic(final_path, trash);

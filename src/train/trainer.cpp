@@ -231,6 +231,9 @@ class Trainer {
                   cfg_.bits == 4 ? " (4-bit base)" : " (16-bit base)"));
     ModelOptions mo;
     mo.quantize = cfg_.bits == 4;
+    mo.quant.type = cfg_.quant_type;
+    mo.quant.blocksize = cfg_.blocksize;
+    mo.quant.double_quant = cfg_.double_quant;
     mo.compute_dtype = compute_dtype_of(cfg_);
     mo.device = device_;
     mo.lora.r = cfg_.lora_r;
@@ -380,6 +383,7 @@ class Trainer {
     const TrainerState& st = state_;
     const std::string path = write_checkpoint(cfg_.output_dir, st.global_step, [&](const std::string& dir) {
       save_adapter(dir, adapter_config_of(cfg_), lora_layer_weights(*model_));
+      fault_point("after-adapter", st.global_step);
       optimizer_->save(dir);
       json sched = json::parse(schedule_.to_json());
       sched["last_step"] = st.global_step;

@@ -42,6 +42,12 @@ void rotate_checkpoints(const std::string& output_dir, int64_t keep);
 // Removes the temp directories of saves that were killed.
 void remove_stale_temp_checkpoints(const std::string& output_dir);
 
+// Fault injection for the kill-during-save test (tests/cli/test_resume_kill.sh): when the environment
+// variable QLORA_FAULT_INJECT is "POINT@STEP" and this call names that point and step, the process sends
+// itself SIGKILL. Points: "after-adapter" (inside the save, some files written) and "before-rename" (every
+// file written and fsynced, the directory not yet renamed). Unset in normal runs: a no-op.
+void fault_point(const char* point, int64_t step);
+
 // Torch's default generators: "torch_cpu" and "torch_cuda_<i>" for each CUDA device, as uint8 state tensors.
 void save_rng_state(const std::string& path);
 void load_rng_state(const std::string& path);  // Input error naming the file when a generator's state is absent

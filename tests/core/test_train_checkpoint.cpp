@@ -1,0 +1,158 @@
+// Checkpoint directories (atomic write, rotation, discovery of the newest complete one), RNG state round
+// trip, the metrics log's resume truncation, the loss-curve SVG and the schedules' shapes. The schedules'
+// values against transformers are checked live in tests/python/test_train_schedules.py.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <nlohmann/json.hpp>
+
+#include "qlora/common/error.h"
+#include "qlora/common/fs.h"
+#include "qlora/optim/lr_schedule.h"
+#include "qlora/tensor/safetensors_torch.h"
+#include "qlora/train/adapter.h"
+#include "qlora/train/checkpoint.h"
+#include "qlora/train/metrics.h"
+
+namespace {
+
+namespace fs = qlora::fs;
+using namespace qlora::train;
+
+std::string temp_dir(const std::string& tag) {
+  auto dir = fs::join(::testing::TempDir(), "qlora_ckpt_" + tag + "_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::make_dirs(dir);
+  return dir;
+}
+
+// Writes every file a complete checkpoint has (tiny contents).
+void fill_checkpoint(const std::string& dir, int64_t step) {
+  AdapterConfig c;
+  c.r = 2;
+  save_adapter(dir, c, {{"model.layers.0.self_attn.q_proj", at::ones({2, 3}), at::zeros({3, 2})}});
+  qlora::save_tensors(fs::join(dir, "optimizer.safetensors"), {{"x.state1", at::zeros({1})}});
+  fs::write_text_atomic(fs::join(dir, "optimizer.json"), "{}");
+  fs::write_text_atomic(fs::join(dir, kSchedulerFile), "{}");
+  save_rng_state(fs::join(dir, kRngStateFile));
+  fs::write_text_atomic(fs::join(dir, kTrainerStateFile), nlohmann::json{{"global_step", step}}.dump());
+}
+
+TEST(Checkpoint, WriteRotateAndFindTheNewestComplete) {
+  const auto out = temp_dir("rotate");
+  for (int64_t step : {2, 4, 6, 8}) {
+    const auto path = write_checkpoint(out, step, [&](const std::string& d) { fill_checkpoint(d, step); });
+    EXPECT_EQ(path, fs::join(out, "checkpoint-" + std::to_string(step)));
+    rotate_checkpoints(out, 2);
+  }
+  auto all = list_checkpoints(out);
+  ASSERT_EQ(all.size(), 2u);
+  EXPECT_EQ(all[0].first, 6);
+  EXPECT_EQ(all[1].first, 8);
+  EXPECT_EQ(latest_checkpoint(out), fs::join(out, "checkpoint-8"));
+  for (const auto& name : fs::list_dir(out)) EXPECT_EQ(name.rfind(".tmp", 0), std::string::npos) << name;
+
+  // A checkpoint damaged by hand (truncated optimizer state) is skipped for the previous one.
+  const auto opt = fs::join(out, "checkpoint-8/optimizer.safetensors");
+  auto bytes = fs::read_bytes(opt);
+  fs::write_atomic(opt, [&](int fd) { fs::write_all(fd, bytes.data(), bytes.size() / 2, opt); });
+  EXPECT_NE(checkpoint_problem(fs::join(out, "checkpoint-8")), "");
+  EXPECT_EQ(latest_checkpoint(out), fs::join(out, "checkpoint-6"));
+
+  // Rewriting an existing step replaces it whole.
+  write_checkpoint(out, 8, [&](const std::string& d) { fill_checkpoint(d, 8); });
+  EXPECT_EQ(checkpoint_problem(fs::join(out, "checkpoint-8")), "");
+  EXPECT_EQ(latest_checkpoint(out), fs::join(out, "checkpoint-8"));
+
+  // A save that died before its rename leaves only a temp dir, which the next run removes.
+  fs::make_dirs(fs::join(out, ".tmp-checkpoint-10-123"));
+  EXPECT_EQ(latest_checkpoint(out), fs::join(out, "checkpoint-8"));
+  remove_stale_temp_checkpoints(out);
+  EXPECT_FALSE(fs::exists(fs::join(out, ".tmp-checkpoint-10-123")));
+  fs::remove_all(out);
+}
+
+TEST(Checkpoint, MissingFileIsAProblem) {
+  const auto out = temp_dir("missing");
+  write_checkpoint(out, 1, [&](const std::string& d) { fill_checkpoint(d, 1); });
+  ::unlink(fs::join(out, "checkpoint-1/rng_state.safetensors").c_str());
+  EXPECT_EQ(checkpoint_problem(fs::join(out, "checkpoint-1")), "missing rng_state.safetensors");
+  EXPECT_EQ(latest_checkpoint(out), "");
+  fs::remove_all(out);
+}
+
+TEST(Checkpoint, RngStateRoundTripReplaysTheSameDraws) {
+  const auto out = temp_dir("rng");
+  at::manual_seed(123);
+  (void)at::rand({7});
+  save_rng_state(fs::join(out, "rng.safetensors"));
+  const auto first = at::rand({5});
+  (void)at::rand({100});
+  load_rng_state(fs::join(out, "rng.safetensors"));
+  EXPECT_TRUE(at::equal(at::rand({5}), first));
+  fs::remove_all(out);
+}
+
+TEST(Metrics, ResumeDropsRecordsAfterTheCheckpointStep) {
+  const auto out = temp_dir("metrics");
+  const auto path = fs::join(out, "metrics.jsonl");
+  {
+    MetricsLog log(path, -1);
+    for (int step = 1; step <= 6; ++step) log.append({{"event", "train"}, {"step", step}, {"loss", 1.0 / step}});
+  }
+  fs::write_atomic(path + ".x", [](int) {});  // unrelated file, untouched
+  { MetricsLog log(path, 4); log.append({{"event", "train"}, {"step", 5}, {"loss", 0.5}}); }
+  const auto records = read_metrics(path);
+  ASSERT_EQ(records.size(), 5u);
+  EXPECT_EQ(records[3]["step"], 4);
+  EXPECT_EQ(records[4]["loss"], 0.5);
+  fs::remove_all(out);
+}
+
+TEST(Metrics, SvgHasBothSeriesAndAxes) {
+  const std::string svg = render_loss_svg({{1, 4.2}, {2, 3.9}, {3, 3.1}}, {{2, 3.5}, {3, 3.3}}, "demo <run>");
+  EXPECT_EQ(svg.rfind("<svg ", 0), 0u);
+  EXPECT_NE(svg.find("</svg>"), std::string::npos);
+  EXPECT_NE(svg.find("demo &lt;run&gt;"), std::string::npos);
+  EXPECT_EQ(std::count(svg.begin(), svg.end(), '\n') > 10, true);
+  size_t polylines = 0;
+  for (size_t at = svg.find("<polyline"); at != std::string::npos; at = svg.find("<polyline", at + 1)) ++polylines;
+  EXPECT_EQ(polylines, 2u);
+  const std::string empty = render_loss_svg({}, {}, "nothing");
+  EXPECT_NE(empty.find("</svg>"), std::string::npos);
+}
+
+TEST(Metrics, Formatting) {
+  EXPECT_EQ(format_bytes(12), "12 B");
+  EXPECT_EQ(format_bytes(3 * 1024 * 1024 + 512 * 1024), "3.5 MiB");
+  EXPECT_EQ(format_duration(3725), "01:02:05");
+  EXPECT_EQ(format_duration(2 * 86400 + 61), "2d 00:01:01");
+  const auto line = format_progress(12, 100, 1.23456, 2e-4, 1234.4, 61, {});
+  EXPECT_EQ(line.rfind("step 12/100 | loss 1.2346 | lr 2.00e-04 | 1234 tok/s | ETA 00:01:01", 0), 0u) << line;
+}
+
+TEST(LrSchedule, ShapesOfTheHfSchedules) {
+  qlora::optim::LrSchedule s;
+  s.base_lr = 1e-3;
+  s.warmup_steps = 10;
+  s.total_steps = 110;
+  s.kind = qlora::LrScheduler::Constant;
+  EXPECT_EQ(s.lr(0), 1e-3);  // constant ignores warmup (HF get_scheduler("constant"))
+  s.kind = qlora::LrScheduler::ConstantWithWarmup;
+  EXPECT_DOUBLE_EQ(s.lr(5), 5e-4);
+  EXPECT_DOUBLE_EQ(s.lr(50), 1e-3);
+  s.kind = qlora::LrScheduler::Linear;
+  EXPECT_DOUBLE_EQ(s.lr(0), 0.0);
+  EXPECT_DOUBLE_EQ(s.lr(60), 5e-4);
+  EXPECT_DOUBLE_EQ(s.lr(110), 0.0);
+  s.kind = qlora::LrScheduler::Cosine;
+  EXPECT_DOUBLE_EQ(s.lr(10), 1e-3);
+  EXPECT_NEAR(s.lr(60), 5e-4, 1e-15);
+  EXPECT_NEAR(s.lr(110), 0.0, 1e-15);
+  const auto back = qlora::optim::LrSchedule::from_json(s.to_json(), "x");
+  EXPECT_EQ(back.kind, s.kind);
+  EXPECT_EQ(back.warmup_steps, 10);
+  EXPECT_THROW(qlora::optim::LrSchedule::from_json("{\"kind\": \"warp\"}", "x"), qlora::Error);
+}
+
+}  // namespace
