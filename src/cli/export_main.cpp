@@ -1,11 +1,18 @@
 // qlora-export: model format conversions.
 //   qlora-export convert-llama2c --checkpoint stories260K.bin --tokenizer tok512.model --out DIR
 //       a llama2.c checkpoint as a Hugging Face LLaMA directory (config.json, model.safetensors, tokenizer)
+//   qlora-export quantize --model DIR --out DIR [--quant-type nf4|fp4] [--double-quant] [--blocksize N]
+//                         [--dtype float32|float16|bfloat16]
+//       the 7 projections of every layer in 4 bits, written as transformers + bitsandbytes save a
+//       load_in_4bit model (quantization_config + the 4-bit tensor groups), tokenizer files copied
 // Exit codes: 0 ok, 2 bad input (the message names the file and what was expected), 1 internal error.
 #include <CLI/CLI.hpp>
 
 #include "qlora/common/cli.h"
+#include "qlora/common/error.h"
 #include "qlora/export/llama2c.h"
+#include "qlora/model/llama_load.h"
+#include "qlora/model/llama_save.h"
 
 int main(int argc, char** argv) {
   return qlora::run_cli("qlora-export", [&]() -> int {
@@ -20,6 +27,22 @@ int main(int argc, char** argv) {
     l2c_cmd->add_option("--rms-norm-eps", l2c.rms_norm_eps, "RMSNorm epsilon")->capture_default_str();
     l2c_cmd->add_option("--rope-theta", l2c.rope_theta, "RoPE base")->capture_default_str();
 
+    std::string q_model, q_out, q_type = "nf4", q_dtype;
+    bool q_double_quant = false;
+    int64_t q_blocksize = 64;
+    auto* quant_cmd = app.add_subcommand("quantize", "write a bitsandbytes-format 4-bit checkpoint");
+    quant_cmd->add_option("--model", q_model, "Hugging Face LLaMA model directory (16/32-bit)")->required();
+    quant_cmd->add_option("--out", q_out, "output model directory")->required();
+    quant_cmd->add_option("--quant-type", q_type, "nf4 | fp4")->capture_default_str();
+    quant_cmd->add_flag("--double-quant", q_double_quant, "quantize the absmax scales to 8 bits (QLoRA's DQ)");
+    quant_cmd->add_option("--blocksize", q_blocksize, "values per absmax: 32, 64, ..., 4096")->capture_default_str();
+    quant_cmd->add_option("--dtype", q_dtype,
+                          "dtype of the unquantized tensors and bnb_4bit_compute_dtype (default: the model's torch_dtype, "
+                          "else float32)");
+
+    // merge: the training side adds `qlora-export merge --model DIR --adapter DIR --out DIR` here (save_llama
+    // with SaveOptions::merge_lora writes the dequantized, merged 16-bit model).
+
     try {
       app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
@@ -27,6 +50,23 @@ int main(int argc, char** argv) {
       return rc == 0 ? 0 : 2;  // usage errors are bad input
     }
     if (*l2c_cmd) qlora::convert_llama2c(l2c);
+    if (*quant_cmd) {
+      const qlora::LlamaConfig config = qlora::LlamaConfig::load(q_model);
+      QLORA_INPUT_CHECK(!config.quantization.present, q_model, "/config.json: already quantized (quantization_config)");
+      const std::string dtype = !q_dtype.empty() ? q_dtype : (config.torch_dtype.empty() || config.torch_dtype == "auto")
+                                                                 ? "float32" : config.torch_dtype;
+      qlora::ModelOptions options;
+      options.quantize = true;
+      options.quant.type = qlora::parse_quant_type(q_type, "--quant-type");
+      options.quant.double_quant = q_double_quant;
+      options.quant.blocksize = q_blocksize;
+      options.compute_dtype = qlora::dtype_from_name(dtype, "--dtype");
+      const qlora::LlamaForCausalLM model = qlora::load_llama(q_model, options);
+      qlora::SaveOptions save;
+      save.dtype = options.compute_dtype;
+      save.copy_files_from = q_model;
+      qlora::save_llama(*model, q_out, save);
+    }
     return 0;
   });
 }

@@ -109,11 +109,26 @@ class WeightSource {
   virtual ~WeightSource() = default;
   // A CPU tensor of exactly `shape` (a view onto the mapping, or freshly drawn), any float dtype.
   virtual at::Tensor dense(const std::string& name, at::IntArrayRef shape) = 0;
+  // The stored 4-bit weight of the projection `prefix` ("model.layers.0.mlp.up_proj."), on the CPU, or null
+  // when the source holds it dense.
+  virtual std::shared_ptr<const QuantizedWeight> prequantized(const std::string& prefix, at::IntArrayRef shape) {
+    return nullptr;
+  }
 };
+
+// The tensors of one projection saved by transformers + bitsandbytes in 4 bits (nf4-spec.md 6.1): "weight"
+// (packed uint8) and "weight.<suffix>" for these suffixes.
+const std::vector<std::string>& bnb_group_suffixes() {
+  static const std::vector<std::string> s = {"absmax", "quant_map", "nested_absmax", "nested_quant_map",
+                                             "quant_state.bitsandbytes__nf4", "quant_state.bitsandbytes__fp4"};
+  return s;
+}
 
 class FileWeights : public WeightSource {
  public:
-  FileWeights(const CheckpointFiles& files, const LlamaConfig& config) : files_(files) { check_names(config); }
+  FileWeights(const CheckpointFiles& files, const LlamaConfig& config) : files_(files), config_(config) {
+    check_names();
+  }
 
   at::Tensor dense(const std::string& name, at::IntArrayRef shape) override {
     const auto& f = files_.file(name);
@@ -126,28 +141,56 @@ class FileWeights : public WeightSource {
     return files_.view(name);
   }
 
+  std::shared_ptr<const QuantizedWeight> prequantized(const std::string& prefix, at::IntArrayRef shape) override {
+    if (!is_quantized(prefix)) return nullptr;
+    const std::string source = files_.file(prefix + "weight").path();
+    // Copies, not views: a 4-bit weight is small, and it must not depend on the file staying unchanged.
+    auto q = std::make_shared<QuantizedWeight>(quantized_weight_from_bnb(
+        [&](const std::string& name) { return files_.view(name).clone(); },
+        [&](const std::string& name) { return files_.has(name); }, prefix, source));
+    QLORA_INPUT_CHECK(at::IntArrayRef(q->shape) == shape, source, ": 4-bit tensor ", prefix,
+                      "weight has quant_state shape ", shape_str(q->shape), ", expected ", shape_str(shape),
+                      " (from config.json)");
+    return q;
+  }
+
  private:
+  bool is_quantized(const std::string& prefix) const {
+    return files_.has(prefix + "weight.quant_state.bitsandbytes__nf4") ||
+           files_.has(prefix + "weight.quant_state.bitsandbytes__fp4");
+  }
+
   // Every expected tensor present, nothing else (a derived rotary buffer or a tied lm_head copy is skipped).
-  void check_names(const LlamaConfig& config) {
-    std::set<std::string> expected;
-    for (const auto& [name, shape] : llama_tensor_shapes(config)) expected.insert(name);
+  // A projection is expected either dense ("weight") or as its bitsandbytes 4-bit group.
+  void check_names() {
+    const LlamaConfig& config = config_;
+    const std::string described = str("config.json describes ", config.num_hidden_layers, " layers",
+                                      config.tie_word_embeddings ? ", tied lm_head" : "");
+    std::set<std::string> expected, group_members;
+    for (const auto& [name, shape] : llama_tensor_shapes(config)) {
+      expected.insert(name);
+      const std::string prefix = name.substr(0, name.size() - std::string("weight").size());
+      if (shape.size() != 2 || name.rfind("model.layers.", 0) != 0 || !is_quantized(prefix)) continue;
+      QLORA_INPUT_CHECK(config.quantization.present, files_.file(name).path(), ": tensor ", name,
+                        " is stored in 4 bits, but config.json has no quantization_config");
+      for (const auto& suffix : bnb_group_suffixes()) group_members.insert(prefix + "weight." + suffix);
+    }
     for (const auto& name : expected) {
-      QLORA_INPUT_CHECK(files_.has(name), "model checkpoint: tensor ", name, " is missing (config.json describes ",
-                        config.num_hidden_layers, " layers", config.tie_word_embeddings ? ", tied lm_head" : "", ")");
+      QLORA_INPUT_CHECK(files_.has(name), "model checkpoint: tensor ", name, " is missing (", described, ")");
     }
     for (const auto& name : files_.names()) {
-      if (expected.count(name)) continue;
+      if (expected.count(name) || group_members.count(name)) continue;
       if (ends_with(name, ".rotary_emb.inv_freq")) continue;  // older exports saved the derived RoPE table
       if (name == "lm_head.weight" && config.tie_word_embeddings) {
         log::warn("model checkpoint: lm_head.weight ignored: config.json ties it to model.embed_tokens.weight");
         continue;
       }
-      QLORA_INPUT_ERROR(files_.file(name).path(), ": unexpected tensor ", name, " (config.json describes ",
-                        config.num_hidden_layers, " layers", config.tie_word_embeddings ? ", tied lm_head" : "", ")");
+      QLORA_INPUT_ERROR(files_.file(name).path(), ": unexpected tensor ", name, " (", described, ")");
     }
   }
 
   const CheckpointFiles& files_;
+  LlamaConfig config_;
 };
 
 // transformers' _init_weights for LLaMA: normal(0, initializer_range = 0.02) matrices, RMSNorm weights 1.
@@ -172,8 +215,13 @@ LlamaForCausalLM build_llama(const LlamaConfig& c, const ModelOptions& options, 
   const int64_t C = c.hidden_size, F = c.intermediate_size, D = c.head_dim;
   const int64_t q_out = c.num_attention_heads * D, kv_out = c.num_key_value_heads * D;
   const auto projection = [&](const std::string& name, int64_t out, int64_t in) {
-    at::Tensor w = to_device(source.dense(name, {out, in}));  // (out, in)
-    return LoraLinear(w);
+    const std::string prefix = name.substr(0, name.size() - std::string("weight").size());
+    if (auto stored = source.prequantized(prefix, {out, in})) {
+      return LoraLinear(std::make_shared<const QuantizedWeight>(stored->to(options.device)));
+    }
+    at::Tensor w = to_device(source.dense(name, {out, in}));  // (out, in), the only dense copy of this weight
+    if (!options.quantize) return LoraLinear(w);
+    return LoraLinear(std::make_shared<const QuantizedWeight>(quantize_4bit(w, options.quant, name)));
   };
   const auto norm = [&](const std::string& name) { return RMSNorm(to_device(source.dense(name, {C})), c.rms_norm_eps); };
 
@@ -231,6 +279,11 @@ LlamaForCausalLM load_llama(const std::string& dir, const ModelOptions& options)
   LlamaConfig config = LlamaConfig::load(dir);
   CheckpointFiles files = CheckpointFiles::open(dir);
   FileWeights source(files, config);
+  if (config.quantization.present) {
+    log::info(str(dir, ": pre-quantized checkpoint (", config.quantization.quant_type,
+                  config.quantization.double_quant ? ", double quant" : "", "): its 4-bit projections load as stored",
+                  options.quantize ? "; the requested quantization settings do not apply to them" : ""));
+  }
   const bool large = files.total_bytes() > (size_t(1) << 30);  // per-layer progress only where loading takes a while
   return build_llama(config, options, source, large);
 }

@@ -6,8 +6,41 @@
 #include <cmath>
 
 #include "qlora/common/error.h"
+#include "qlora/quant/quantized_weight.h"
 
 namespace qlora {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+struct QuantizedWeightHolder : torch::CustomClassHolder {
+  std::shared_ptr<const QuantizedWeight> weight;
+};
+
+// y = x @ dequant(W)^T. Nothing but a reference to the 4-bit weight is kept for backward, which
+// dequantizes again: the dense (out, in) copy lives only inside each pass (bitsandbytes' MatMul4Bit).
+struct Frozen4bitLinear : torch::autograd::Function<Frozen4bitLinear> {
+  static at::Tensor forward(AutogradContext* ctx, at::Tensor x, c10::intrusive_ptr<QuantizedWeightHolder> holder) {
+    at::Tensor y = at::linear(x, dequantize_4bit(*holder->weight, x.scalar_type()));  // (..., out)
+    ctx->saved_data["weight"] = c10::IValue::make_capsule(std::move(holder));
+    return y;
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    auto holder = c10::static_intrusive_pointer_cast<QuantizedWeightHolder>(ctx->saved_data["weight"].toCapsule());
+    const at::Tensor& grad_y = grad_outputs[0];                                         // (..., out)
+    at::Tensor grad_x = at::matmul(grad_y, dequantize_4bit(*holder->weight, grad_y.scalar_type()));  // (..., in)
+    return {grad_x, at::Tensor()};
+  }
+};
+
+}  // namespace
+
+at::Tensor frozen_4bit_linear(const at::Tensor& x, const std::shared_ptr<const QuantizedWeight>& qweight) {
+  auto holder = c10::make_intrusive<QuantizedWeightHolder>();
+  holder->weight = qweight;
+  return Frozen4bitLinear::apply(x, std::move(holder));
+}
 
 double LoraOptions::scaling() const {
   QLORA_CHECK(r > 0, "LoRA scaling of a rank-0 adapter");
@@ -21,13 +54,20 @@ LoraLinearImpl::LoraLinearImpl(at::Tensor weight) {
   weight_ = register_buffer("weight", weight.detach().requires_grad_(false));
 }
 
+LoraLinearImpl::LoraLinearImpl(std::shared_ptr<const QuantizedWeight> qweight) : qweight_(std::move(qweight)) {
+  QLORA_CHECK(qweight_ && qweight_->shape.size() == 2, "4-bit base weight must be (out, in)");
+  out_features_ = qweight_->shape[0];
+  in_features_ = qweight_->shape[1];
+}
+
+at::Device LoraLinearImpl::device() const { return quantized() ? qweight_->device() : weight_.device(); }
+
 void LoraLinearImpl::add_adapter(const LoraOptions& options, at::Generator& generator) {
   QLORA_CHECK(options.r > 0, "add_adapter with rank ", options.r);
   QLORA_CHECK(!has_adapter(), "LoraLinear already has an adapter");
   options_ = options;
   scaling_ = options.scaling();
-  QLORA_CHECK(!quantized(), "TODO(4-bit): waiting for quant/quantized_weight.h");
-  const at::Device device = weight_.device();
+  const at::Device device = this->device();
   // peft reset_lora_parameters: kaiming_uniform_(a=sqrt(5)) on A (r, in): gain sqrt(2 / (1 + 5)), bound
   // gain * sqrt(3 / fan_in) = 1 / sqrt(in). Drawn in fp32 on the CPU so every device gets the same values.
   const double bound = 1.0 / std::sqrt(static_cast<double>(in_features_));
@@ -38,7 +78,7 @@ void LoraLinearImpl::add_adapter(const LoraOptions& options, at::Generator& gene
 }
 
 at::Tensor LoraLinearImpl::base_forward(const at::Tensor& x) const {
-  QLORA_CHECK(!quantized(), "TODO(4-bit)");
+  if (quantized()) return frozen_4bit_linear(x, qweight_);
   // Dense: autograd saves only W (a frozen buffer, no copy) to give grad_x; W gets no gradient.
   return at::linear(x, weight_.scalar_type() == x.scalar_type() ? weight_ : weight_.to(x.scalar_type()));
 }
@@ -54,7 +94,7 @@ at::Tensor LoraLinearImpl::forward(const at::Tensor& x) {
 }
 
 at::Tensor LoraLinearImpl::base_weight(at::ScalarType dtype) const {
-  QLORA_CHECK(!quantized(), "TODO(4-bit)");
+  if (quantized()) return dequantize_4bit(*qweight_, dtype);
   return weight_.to(dtype);
 }
 

@@ -49,7 +49,12 @@ qlora::ModelOptions model_options(const std::map<std::string, std::string>& flag
   auto dtype = flags.count("dtype") ? flags.at("dtype") : "float32";
   QLORA_INPUT_CHECK(dtype == "float32" || dtype == "bfloat16", "llama_tool: --dtype float32|bfloat16");
   o.compute_dtype = dtype == "float32" ? at::kFloat : at::kBFloat16;
-  QLORA_INPUT_CHECK(!flags.count("quantize"), "llama_tool: --quantize is not available in this build yet");
+  if (flags.count("quantize")) {
+    o.quantize = true;
+    o.quant.type = qlora::parse_quant_type(flags.at("quantize"), "llama_tool --quantize");
+    o.quant.double_quant = flags.count("double-quant") != 0;
+    if (flags.count("blocksize")) o.quant.blocksize = std::stoll(flags.at("blocksize"));
+  }
   return o;
 }
 

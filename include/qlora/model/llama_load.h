@@ -14,12 +14,13 @@
 #include <vector>
 
 #include "qlora/model/llama.h"
+#include "qlora/quant/quantized_weight.h"
 
 namespace qlora {
 
 struct ModelOptions {
   bool quantize = false;                     // store the 7 projections of every layer in 4 bits
-  // QuantConfig quant;                         // quant_type (nf4 | fp4), blocksize, double_quant
+  QuantConfig quant;                         // quant_type (nf4 | fp4), blocksize, double_quant
   at::ScalarType compute_dtype = at::kFloat; // of activations and frozen 16/32-bit weights (bf16 on GPU)
   at::Device device = at::kCPU;
   LoraOptions lora;                          // lora.r == 0: no adapters

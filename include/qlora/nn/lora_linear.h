@@ -20,7 +20,8 @@
 
 namespace qlora {
 
-struct QuantizedWeight;  // qlora/quant/quantized_weight.h
+// qlora/quant/quantized_weight.h (kept out of this header: most users of the model never touch 4-bit internals).
+struct QuantizedWeight;
 
 struct LoraOptions {
   int64_t r = 0;                       // rank; 0 = no adapter
@@ -37,7 +38,7 @@ class LoraLinearImpl : public torch::nn::Module {
  public:
   // Frozen dense base weight (out, in), any floating dtype; kept as the buffer "weight".
   explicit LoraLinearImpl(at::Tensor weight);
-  // Frozen 4-bit base weight (out, in) on its device; dequantizes to `qweight.dtype`.
+  // Frozen 4-bit base weight (out, in) on its device; the product dequantizes to the input's dtype.
   explicit LoraLinearImpl(std::shared_ptr<const QuantizedWeight> qweight);
 
   // Adds A (r, in) and B (out, r) as parameters "lora_A" and "lora_B" on the base's device, A drawn from
@@ -65,6 +66,7 @@ class LoraLinearImpl : public torch::nn::Module {
   const at::Tensor& dense_weight() const { return weight_; }  // undefined when quantized
   const at::Tensor& lora_A() const { return lora_A_; }        // (r, in)
   const at::Tensor& lora_B() const { return lora_B_; }        // (out, r)
+  at::Device device() const;
   const LoraOptions& lora_options() const { return options_; }
   double scaling() const { return scaling_; }
 
