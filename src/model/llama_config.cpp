@@ -211,7 +211,9 @@ LlamaConfig LlamaConfig::from_json_text(const std::string& text, const std::stri
 }
 
 LlamaConfig LlamaConfig::load(const std::string& path) {
-  std::string file = fs::is_dir(path) ? fs::join(path, "config.json") : path;
+  // A model directory, or a config file itself.
+  const bool is_file = !fs::is_dir(path) && path.size() >= 5 && path.compare(path.size() - 5, 5, ".json") == 0;
+  const std::string file = is_file ? path : fs::join(path, "config.json");
   QLORA_INPUT_CHECK(fs::exists(file), file, ": not found (a model directory needs config.json)");
   return from_json_text(fs::read_text(file), file);
 }
