@@ -5,6 +5,8 @@
 //                         [--dtype float32|float16|bfloat16]
 //       the 7 projections of every layer in 4 bits, written as transformers + bitsandbytes save a
 //       load_in_4bit model (quantization_config + the 4-bit tensor groups), tokenizer files copied
+//   qlora-export merge --model DIR --adapter DIR --out DIR [--base auto|stored|4bit] [--dtype bfloat16]
+//       the base with the LoRA adapter merged in (dequantize, then merge), a plain 16-bit HF checkpoint
 // Exit codes: 0 ok, 2 bad input (the message names the file and what was expected), 1 internal error.
 #include <CLI/CLI.hpp>
 
@@ -13,6 +15,7 @@
 #include "qlora/export/llama2c.h"
 #include "qlora/model/llama_load.h"
 #include "qlora/model/llama_save.h"
+#include "qlora/train/merge.h"
 
 int main(int argc, char** argv) {
   return qlora::run_cli("qlora-export", [&]() -> int {
@@ -40,8 +43,23 @@ int main(int argc, char** argv) {
                           "dtype of the unquantized tensors and bnb_4bit_compute_dtype (default: the model's torch_dtype, "
                           "else float32)");
 
-    // merge: the training side adds `qlora-export merge --model DIR --adapter DIR --out DIR` here (save_llama
-    // with SaveOptions::merge_lora writes the dequantized, merged 16-bit model).
+    std::string m_model, m_adapter, m_out, m_base = "auto", m_dtype = "bfloat16", m_type = "nf4";
+    bool m_double_quant = true;
+    int64_t m_blocksize = 64;
+    auto* merge_cmd = app.add_subcommand("merge", "merge a LoRA adapter into its base: a 16-bit HF checkpoint");
+    merge_cmd->add_option("--model", m_model, "base model directory the adapter was trained on")->required();
+    merge_cmd->add_option("--adapter", m_adapter, "PEFT adapter directory (qlora-train output_dir or checkpoint)")
+        ->required();
+    merge_cmd->add_option("--out", m_out, "output model directory")->required();
+    merge_cmd->add_option("--base", m_base,
+                          "auto: quantize the base as the training run did (ADAPTER/training_config.json), then "
+                          "dequantize and merge; stored: merge into the weights as stored; 4bit: quantize with "
+                          "--quant-type/--blocksize/--double-quant first")
+        ->capture_default_str();
+    merge_cmd->add_option("--dtype", m_dtype, "float32 | float16 | bfloat16 of the merged tensors")->capture_default_str();
+    merge_cmd->add_option("--quant-type", m_type, "with --base 4bit: nf4 | fp4")->capture_default_str();
+    merge_cmd->add_option("--blocksize", m_blocksize, "with --base 4bit")->capture_default_str();
+    merge_cmd->add_option("--double-quant", m_double_quant, "with --base 4bit: true | false")->capture_default_str();
 
     try {
       app.parse(argc, argv);
@@ -50,6 +68,18 @@ int main(int argc, char** argv) {
       return rc == 0 ? 0 : 2;  // usage errors are bad input
     }
     if (*l2c_cmd) qlora::convert_llama2c(l2c);
+    if (*merge_cmd) {
+      qlora::train::MergeOptions merge;
+      QLORA_INPUT_CHECK(m_base == "auto" || m_base == "stored" || m_base == "4bit", "--base: expected auto, stored or "
+                        "4bit, got '", m_base, "'");
+      merge.base = m_base == "auto" ? qlora::train::MergeBase::FromTrainingConfig
+                   : m_base == "stored" ? qlora::train::MergeBase::AsStored : qlora::train::MergeBase::Quantized;
+      merge.quant.type = qlora::parse_quant_type(m_type, "--quant-type");
+      merge.quant.blocksize = m_blocksize;
+      merge.quant.double_quant = m_double_quant;
+      merge.dtype = qlora::dtype_from_name(m_dtype, "--dtype");
+      qlora::train::merge_adapter(m_model, m_adapter, m_out, merge);
+    }
     if (*quant_cmd) {
       const qlora::LlamaConfig config = qlora::LlamaConfig::load(q_model);
       QLORA_INPUT_CHECK(!config.quantization.present, q_model, "/config.json: already quantized (quantization_config)");
@@ -59,6 +89,8 @@ int main(int argc, char** argv) {
       options.quantize = true;
       options.quant.type = qlora::parse_quant_type(q_type, "--quant-type");
       options.quant.double_quant = q_double_quant;
+      QLORA_INPUT_CHECK(qlora::nf4_blocksize_valid(q_blocksize), "--blocksize ", q_blocksize,
+                        " must be a power of two in [32, 4096]");
       options.quant.blocksize = q_blocksize;
       options.compute_dtype = qlora::dtype_from_name(dtype, "--dtype");
       const qlora::LlamaForCausalLM model = qlora::load_llama(q_model, options);

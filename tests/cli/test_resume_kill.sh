@@ -67,11 +67,11 @@ for point in after-adapter before-rename; do
   echo "== SIGKILL inside the save of step 6 ($point)"
   out="$work/save_$point"
   rc=0
-  QLORA_FAULT_INJECT="$point@6" "$train" "${common[@]}" --set output_dir="$out" > "$out.log" 2>&1 || rc=$?
+  (QLORA_FAULT_INJECT="$point@6" exec "$train" "${common[@]}" --set output_dir="$out") > "$out.log" 2>&1 || rc=$?
   [ "$rc" = 137 ] || { cat "$out.log"; fail "expected death by SIGKILL (137), got $rc"; }
   [ ! -e "$out/checkpoint-6" ] || fail "checkpoint-6 exists after a save killed at $point"
   ls -a "$out" | grep -q '^\.tmp-checkpoint-6-' || fail "no temp directory of the killed save (was the kill inside it?)"
-  "$train" "${common[@]}" --set output_dir="$out" --resume > "$out.resume.log" 2>&1 \
+  "$train" "${common[@]}" --set output_dir="$out" --set log_level=info --resume > "$out.resume.log" 2>&1 \
     || { cat "$out.resume.log"; fail "resume after a kill inside the save ($point)"; }
   grep -q "resuming from $out/checkpoint-4" "$out.resume.log" || { cat "$out.resume.log"; fail "did not resume from checkpoint-4"; }
   ! ls -a "$out" | grep -q '^\.tmp-checkpoint-' || fail "the killed save's temp directory was not cleaned up"
