@@ -131,6 +131,21 @@ bool cpu_has_avx2() {
   return ok;
 }
 
+bool use_avx2() { return g_forced_isa.load() != static_cast<int>(CpuIsa::Scalar) && cpu_has_avx2(); }
+
+// Splits the n values' blocks over the pool. In each share the full blocks go to `vector` when AVX2 is in
+// use, and the rest (a partial tail block, or everything on the scalar path) to `scalar` (the reference).
+void for_blocks(int64_t n, int64_t blocksize, const std::function<void(int64_t, int64_t)>& vector,
+                const std::function<void(int64_t, int64_t)>& scalar) {
+  const int64_t full = n / blocksize;
+  const bool avx2 = use_avx2();
+  parallel_blocks(nf4_num_blocks(n, blocksize), blocksize, [&](int64_t b0, int64_t b1) {
+    const int64_t vec_end = avx2 ? std::min(b1, full) : b0;
+    if (vec_end > b0) vector(b0, vec_end);
+    if (std::max(b0, vec_end) < b1) scalar(std::max(b0, vec_end), b1);
+  });
+}
+
 // ---- AVX2 kernels ------------------------------------------------------------------------------------
 
 #define QLORA_AVX2 __attribute__((target("avx2,f16c")))
@@ -320,11 +335,7 @@ void quantize_blocks_avx2_any(FloatType in_type, const void* in, int64_t blocksi
 
 // ---- entry points ------------------------------------------------------------------------------------
 
-CpuIsa nf4_cpu_isa() {
-  const int forced = g_forced_isa.load();
-  if (forced == static_cast<int>(CpuIsa::Scalar)) return CpuIsa::Scalar;
-  return cpu_has_avx2() ? CpuIsa::Avx2 : CpuIsa::Scalar;
-}
+CpuIsa nf4_cpu_isa() { return use_avx2() ? CpuIsa::Avx2 : CpuIsa::Scalar; }
 
 const char* cpu_isa_name(CpuIsa isa) { return isa == CpuIsa::Avx2 ? "avx2+f16c" : "scalar"; }
 
@@ -341,20 +352,15 @@ void nf4_cpu_set_num_threads(int n) {
 
 void nf4_quantize_cpu(QuantType4 type, FloatType in_type, const void* in, int64_t n, int64_t blocksize,
                       uint8_t* packed, float* absmax) {
-  const int64_t nblocks = nf4_num_blocks(n, blocksize);
-  const int64_t full = n / blocksize;  // blocks the vector code takes; a partial tail block goes to the ref
-  const bool avx2 = nf4_cpu_isa() == CpuIsa::Avx2;
-  parallel_blocks(nblocks, blocksize, [&](int64_t b0, int64_t b1) {
-    const int64_t vec_end = avx2 ? std::min(b1, full) : b0;
-    if (vec_end > b0) {
-      if (type == QuantType4::NF4)
-        quantize_blocks_avx2_any<QuantType4::NF4>(in_type, in, blocksize, packed, absmax, b0, vec_end);
-      else
-        quantize_blocks_avx2_any<QuantType4::FP4>(in_type, in, blocksize, packed, absmax, b0, vec_end);
-    }
-    const int64_t ref_begin = std::max(b0, vec_end);
-    if (ref_begin < b1) nf4_quantize_blocks_ref(type, in_type, in, n, blocksize, packed, absmax, ref_begin, b1);
-  });
+  for_blocks(
+      n, blocksize,
+      [&](int64_t b0, int64_t b1) {
+        if (type == QuantType4::NF4)
+          quantize_blocks_avx2_any<QuantType4::NF4>(in_type, in, blocksize, packed, absmax, b0, b1);
+        else
+          quantize_blocks_avx2_any<QuantType4::FP4>(in_type, in, blocksize, packed, absmax, b0, b1);
+      },
+      [&](int64_t b0, int64_t b1) { nf4_quantize_blocks_ref(type, in_type, in, n, blocksize, packed, absmax, b0, b1); });
 }
 
 void nf4_double_quantize_cpu(const float* absmax, int64_t nblocks, const float* code8, uint8_t* absmax_q,
@@ -364,21 +370,18 @@ void nf4_double_quantize_cpu(const float* absmax, int64_t nblocks, const float* 
 
 void nf4_dequantize_cpu(QuantType4 type, const uint8_t* packed, const Nf4Scales& scales, int64_t n,
                         int64_t blocksize, FloatType out_type, void* out) {
-  const int64_t nblocks = nf4_num_blocks(n, blocksize);
-  const int64_t full = n / blocksize;  // blocks the vector code takes; a partial tail block goes to the ref
-  const bool avx2 = nf4_cpu_isa() == CpuIsa::Avx2;
-  parallel_blocks(nblocks, blocksize, [&](int64_t b0, int64_t b1) {
-    const int64_t vec_end = avx2 ? std::min(b1, full) : b0;
-    if (vec_end > b0) {
-      switch (out_type) {
-        case FloatType::F32: dequantize_blocks_avx2<FloatType::F32>(type, packed, scales, blocksize, out, b0, vec_end); break;
-        case FloatType::F16: dequantize_blocks_avx2<FloatType::F16>(type, packed, scales, blocksize, out, b0, vec_end); break;
-        case FloatType::BF16: dequantize_blocks_avx2<FloatType::BF16>(type, packed, scales, blocksize, out, b0, vec_end); break;
-      }
-    }
-    const int64_t ref_begin = std::max(b0, vec_end);
-    if (ref_begin < b1) nf4_dequantize_blocks_ref(type, packed, scales, n, blocksize, out_type, out, ref_begin, b1);
-  });
+  for_blocks(
+      n, blocksize,
+      [&](int64_t b0, int64_t b1) {
+        switch (out_type) {
+          case FloatType::F32: dequantize_blocks_avx2<FloatType::F32>(type, packed, scales, blocksize, out, b0, b1); break;
+          case FloatType::F16: dequantize_blocks_avx2<FloatType::F16>(type, packed, scales, blocksize, out, b0, b1); break;
+          case FloatType::BF16: dequantize_blocks_avx2<FloatType::BF16>(type, packed, scales, blocksize, out, b0, b1); break;
+        }
+      },
+      [&](int64_t b0, int64_t b1) {
+        nf4_dequantize_blocks_ref(type, packed, scales, n, blocksize, out_type, out, b0, b1);
+      });
 }
 
 }  // namespace qlora

@@ -1,5 +1,6 @@
 // NF4 / FP4 blockwise quantization, CUDA kernels and launchers (see nf4.cuh for the design).
-// Each kernel mirrors a reference function of kernels/ref/nf4_ref.cpp operation for operation; the IEEE
+// Each kernel mirrors a reference function of kernels/ref/nf4_ref.cpp operation for operation, and the
+// per-value encoders are the reference's own (kernels/ref/nf4_encode.h, __host__ __device__); the IEEE
 // intrinsics (__fmul_rn, __fadd_rn, __fdiv_rn) spell out the roundings the reference does, so that no
 // contraction or approximation can change a byte. Tables come from kernels/ref/nf4_tables.h and reach the
 // kernels as by-value parameters (constant bank), never as duplicated literals.
@@ -12,6 +13,7 @@
 #include <cstdint>
 
 #include "kernels/cuda/nf4.cuh"
+#include "kernels/ref/nf4_encode.h"
 #include "kernels/ref/nf4_tables.h"
 
 namespace qlora {
@@ -28,7 +30,7 @@ static_assert(kMeanThreads == kNf4MeanLanes, "mean(absmax) must use the referenc
 
 struct Thresholds {
   float t[15];         // ascending; NF4 uses 15, FP4 the first 7 (on |s|)
-  uint32_t fp4_code;   // FP4: code of rank r in nibble r (kFp4CodeOfRank)
+  uint32_t fp4_code;   // FP4: code of rank r in nibble r (kFp4CodeOfRankNibbles)
 };
 
 struct Lut16 {
@@ -48,7 +50,7 @@ Thresholds thresholds_of(QuantType4 type) {
   const float* src = type == QuantType4::NF4 ? kNf4Thresholds : kFp4Thresholds;
   const int count = type == QuantType4::NF4 ? 15 : 7;
   for (int k = 0; k < count; ++k) th.t[k] = src[k];
-  for (int r = 0; r < 8; ++r) th.fp4_code |= static_cast<uint32_t>(kFp4CodeOfRank[r]) << (4 * r);
+  th.fp4_code = kFp4CodeOfRankNibbles;
   return th;
 }
 
@@ -87,48 +89,10 @@ __device__ __forceinline__ void store_one(void* out, int64_t i, float v) {
   }
 }
 
-// dQuantizeNF4 / dQuantizeFP4 as a count of thresholds below s (a false compare, NaN included, adds 0).
 template <QuantType4 Q>
 __device__ __forceinline__ uint8_t encode4(float s, const Thresholds& th) {
-  int rank = 0;
-  if constexpr (Q == QuantType4::NF4) {
-#pragma unroll
-    for (int k = 0; k < 15; ++k) rank += s > th.t[k];
-    return static_cast<uint8_t>(rank);
-  } else {
-    const uint32_t sign = s < 0.0f ? 8u : 0u;  // -0.0 and NaN count as positive
-    const float a = fabsf(s);
-#pragma unroll
-    for (int k = 0; k < 7; ++k) rank += a > th.t[k];
-    return static_cast<uint8_t>(((th.fp4_code >> (4 * rank)) & 0xfu) | sign);
-  }
-}
-
-// CUDA dQuantize<0> of bitsandbytes, as nf4_encode8 in the reference.
-__device__ __forceinline__ uint8_t encode8(const float* code8, float s) {
-  int pivot = 127, upper_pivot = 255, lower_pivot = 0;
-  float lower = -1.0f, upper = 1.0f;
-  float val = code8[pivot];
-  for (int step = 64; step > 0; step >>= 1) {
-    if (s > val) {
-      lower_pivot = pivot;
-      lower = val;
-      pivot += step;
-    } else {
-      upper_pivot = pivot;
-      upper = val;
-      pivot -= step;
-    }
-    val = code8[pivot];
-  }
-  if (upper_pivot == 255) upper = code8[upper_pivot];
-  if (lower_pivot == 0) lower = code8[lower_pivot];
-  if (s > val) {
-    const float midpoint = __fmul_rn(__fadd_rn(upper, val), 0.5f);
-    return static_cast<uint8_t>(s > midpoint ? upper_pivot : pivot);
-  }
-  const float midpoint = __fmul_rn(__fadd_rn(lower, val), 0.5f);
-  return static_cast<uint8_t>(s < midpoint ? lower_pivot : pivot);
+  if constexpr (Q == QuantType4::NF4) return nf4_encode_nf4(s, th.t);
+  return nf4_encode_fp4(s, th.t, th.fp4_code);
 }
 
 __device__ __forceinline__ float warp_max(float v) {
@@ -198,7 +162,7 @@ __global__ void k_double_quantize(const float* __restrict__ absmax, int64_t nblo
   if (lane == 0) nested_absmax[g] = amax;
   const float inv = __fdiv_rn(1.0f, amax);
   for (int64_t i = begin + lane; i < end; i += kWarp)
-    absmax_q[i] = encode8(s_code8, __fmul_rn(__fsub_rn(absmax[i], mean), inv));
+    absmax_q[i] = nf4_encode_dynamic(s_code8, __fmul_rn(__fsub_rn(absmax[i], mean), inv));
 }
 
 // One thread per 32 values (16 packed bytes, one quantization block). kVector: 16-byte aligned pointers,

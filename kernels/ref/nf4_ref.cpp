@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "kernels/ref/float16.h"
+#include "kernels/ref/nf4_encode.h"
 #include "kernels/ref/nf4_tables.h"
 
 namespace qlora {
@@ -76,43 +77,11 @@ const float* nf4_dynamic_map() {
 // ---- one value ---------------------------------------------------------------------------------------
 
 uint8_t nf4_encode(QuantType4 type, float s) {
-  if (type == QuantType4::NF4) {
-    int code = 0;
-    for (float t : kNf4Thresholds) code += s > t;  // NaN: every comparison false -> code 0
-    return static_cast<uint8_t>(code);
-  }
-  const uint8_t sign = s < 0.0f ? 8 : 0;  // -0.0 and NaN count as positive
-  const float a = std::fabs(s);
-  int rank = 0;
-  for (float t : kFp4Thresholds) rank += a > t;
-  return static_cast<uint8_t>(kFp4CodeOfRank[rank] | sign);
+  return type == QuantType4::NF4 ? nf4_encode_nf4(s, kNf4Thresholds)
+                                 : nf4_encode_fp4(s, kFp4Thresholds, kFp4CodeOfRankNibbles);
 }
 
-uint8_t nf4_encode8(const float* code8, float s) {
-  int pivot = 127, upper_pivot = 255, lower_pivot = 0;
-  float lower = -1.0f, upper = 1.0f;
-  float val = code8[pivot];
-  for (int step = 64; step > 0; step >>= 1) {
-    if (s > val) {
-      lower_pivot = pivot;
-      lower = val;
-      pivot += step;
-    } else {
-      upper_pivot = pivot;
-      upper = val;
-      pivot -= step;
-    }
-    val = code8[pivot];
-  }
-  if (upper_pivot == 255) upper = code8[upper_pivot];
-  if (lower_pivot == 0) lower = code8[lower_pivot];
-  if (s > val) {
-    const float midpoint = (upper + val) * 0.5f;
-    return static_cast<uint8_t>(s > midpoint ? upper_pivot : pivot);
-  }
-  const float midpoint = (lower + val) * 0.5f;
-  return static_cast<uint8_t>(s < midpoint ? lower_pivot : pivot);
-}
+uint8_t nf4_encode8(const float* code8, float s) { return nf4_encode_dynamic(code8, s); }
 
 // ---- whole tensors -----------------------------------------------------------------------------------
 

@@ -81,5 +81,12 @@ inline constexpr float kFp4Thresholds[7] = {
 // FP4 magnitude codes in ascending order of value: k thresholds exceeded -> code. This is the decision
 // tree of dQuantizeFP4 written as a table (0, 1/192, 1/6, 1/4, 1/3, 1/2, 2/3, 1).
 inline constexpr uint8_t kFp4CodeOfRank[8] = {0, 1, 6, 7, 4, 5, 2, 3};
+// The same table with rank r in nibble r, the form nf4_encode_fp4 takes (one register on the device).
+inline constexpr uint32_t kFp4CodeOfRankNibbles = 0x32547610u;
+static_assert([] {
+  for (int r = 0; r < 8; ++r)
+    if (((kFp4CodeOfRankNibbles >> (4 * r)) & 0xfu) != kFp4CodeOfRank[r]) return false;
+  return true;
+}(), "kFp4CodeOfRankNibbles must be kFp4CodeOfRank");
 
 }  // namespace qlora

@@ -12,54 +12,13 @@
 #include "kernels/cpu/nf4_cpu.h"
 #include "kernels/ref/float16.h"
 #include "kernels/ref/nf4_ref.h"
+#include "tests/support/nf4_inputs.h"
 
 namespace qlora {
 namespace {
 
-// n values of the given dtype (raw bytes): N(0, 0.02^2) weights with an all-zero block at [64, 128) when it
-// fits, a few NaN / Inf / huge values when `specials`, and exact threshold values times a power of two.
-std::vector<uint8_t> make_input(FloatType t, int64_t n, uint32_t seed, bool specials) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, 0.02f);
-  std::vector<float> x(static_cast<size_t>(n));
-  for (auto& v : x) v = dist(rng);
-  for (int64_t i = 64; i < std::min<int64_t>(n, 128); ++i) x[i] = 0.0f;
-  if (specials && n > 4000) {
-    x[3001] = std::nanf("");
-    x[3500] = INFINITY;
-    x[3600] = -INFINITY;
-    x[3700] = 1e30f;  // overflows fp16 input, not bf16
-  }
-  std::vector<uint8_t> raw(static_cast<size_t>(n) * float_type_size(t));
-  for (int64_t i = 0; i < n; ++i) {
-    if (t == FloatType::F32) {
-      std::memcpy(raw.data() + 4 * i, &x[i], 4);
-    } else {
-      const uint16_t h = t == FloatType::F16 ? float_to_fp16(x[i]) : float_to_bf16(x[i]);
-      std::memcpy(raw.data() + 2 * i, &h, 2);
-    }
-  }
-  return raw;
-}
-
-const char* dtype_name(FloatType t) { return t == FloatType::F32 ? "f32" : t == FloatType::F16 ? "f16" : "bf16"; }
-
-// Compares two dequantized outputs bitwise, treating any NaN as equal to any NaN.
-::testing::AssertionResult same_values(FloatType t, const std::vector<uint8_t>& a, const std::vector<uint8_t>& b) {
-  if (a.size() != b.size()) return ::testing::AssertionFailure() << "sizes differ";
-  const size_t w = float_type_size(t), n = a.size() / w;
-  for (size_t i = 0; i < n; ++i) {
-    if (std::memcmp(a.data() + i * w, b.data() + i * w, w) == 0) continue;
-    uint32_t ua = 0, ub = 0;
-    std::memcpy(&ua, a.data() + i * w, w);
-    std::memcpy(&ub, b.data() + i * w, w);
-    const float fa = t == FloatType::F32 ? float_from_bits(ua) : t == FloatType::F16 ? fp16_to_float(uint16_t(ua)) : bf16_to_float(uint16_t(ua));
-    const float fb = t == FloatType::F32 ? float_from_bits(ub) : t == FloatType::F16 ? fp16_to_float(uint16_t(ub)) : bf16_to_float(uint16_t(ub));
-    if (std::isnan(fa) && std::isnan(fb)) continue;
-    return ::testing::AssertionFailure() << "value " << i << ": " << std::hex << ua << " vs " << ub;
-  }
-  return ::testing::AssertionSuccess();
-}
+using test::dtype_name;
+using test::same_values;
 
 struct Case {
   QuantType4 type;
@@ -68,7 +27,7 @@ struct Case {
 };
 
 void check_case(const Case& c, bool double_quant, const std::string& label) {
-  const auto in = make_input(c.dtype, c.n, static_cast<uint32_t>(c.n * 7 + c.blocksize), true);
+  const auto in = test::make_nf4_input(c.dtype, c.n, static_cast<uint32_t>(c.n * 7 + c.blocksize));
   const int64_t nb = nf4_num_blocks(c.n, c.blocksize), nbytes = nf4_packed_bytes(c.n);
   std::vector<uint8_t> packed_ref(nbytes, 0xAA), packed_cpu(nbytes, 0x55);
   std::vector<float> absmax_ref(nb, -1.f), absmax_cpu(nb, -2.f);

@@ -15,6 +15,7 @@
 #include "kernels/cuda/nf4.cuh"
 #include "kernels/ref/float16.h"
 #include "kernels/ref/nf4_ref.h"
+#include "tests/support/nf4_inputs.h"
 
 namespace qlora {
 namespace {
@@ -42,49 +43,14 @@ std::vector<T> download(const void* src, size_t count) {
   return out;
 }
 
-const char* dtype_name(FloatType t) { return t == FloatType::F32 ? "f32" : t == FloatType::F16 ? "f16" : "bf16"; }
-
-// N(0, 0.02^2) weights as raw bytes of dtype t, with the block [64, 128) all zero when it fits, and one Inf
-// and one NaN in large inputs.
-std::vector<uint8_t> make_input(FloatType t, int64_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, 0.02f);
-  std::vector<float> x(static_cast<size_t>(n));
-  for (auto& v : x) v = dist(rng);
-  for (int64_t i = 64; i < std::min<int64_t>(n, 128); ++i) x[i] = 0.0f;
-  if (n > 10000) {
-    x[5000] = INFINITY;
-    x[9001] = std::nanf("");
-  }
-  std::vector<uint8_t> raw(static_cast<size_t>(n) * float_type_size(t));
-  for (int64_t i = 0; i < n; ++i) {
-    if (t == FloatType::F32) {
-      std::memcpy(raw.data() + 4 * i, &x[i], 4);
-    } else {
-      const uint16_t h = t == FloatType::F16 ? float_to_fp16(x[i]) : float_to_bf16(x[i]);
-      std::memcpy(raw.data() + 2 * i, &h, 2);
-    }
-  }
-  return raw;
-}
-
-float value_at(FloatType t, const std::vector<uint8_t>& raw, size_t i) {
-  if (t == FloatType::F32) {
-    float f;
-    std::memcpy(&f, raw.data() + 4 * i, 4);
-    return f;
-  }
-  uint16_t h;
-  std::memcpy(&h, raw.data() + 2 * i, 2);
-  return t == FloatType::F16 ? fp16_to_float(h) : bf16_to_float(h);
-}
+using test::dtype_name;
 
 void check_shape(QuantType4 type, FloatType in_t, int64_t rows, int64_t cols, int64_t bs, bool dq) {
   const int64_t n = rows * cols, nb = nf4_num_blocks(n, bs), ng = nf4_num_nested_blocks(nb);
   const std::string label = std::string(quant_type_name(type)) + " " + dtype_name(in_t) + " (" +
                             std::to_string(rows) + "," + std::to_string(cols) + ") bs=" + std::to_string(bs) +
                             " dq=" + std::to_string(dq);
-  const auto in = make_input(in_t, n, static_cast<uint32_t>(n + bs));
+  const auto in = test::make_nf4_input(in_t, n, static_cast<uint32_t>(n + bs));
   // reference
   std::vector<uint8_t> packed(nf4_packed_bytes(n));
   std::vector<float> absmax(nb), nested(ng);
@@ -131,13 +97,8 @@ void check_shape(QuantType4 type, FloatType in_t, int64_t rows, int64_t cols, in
                 cudaSuccess);
       ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
       const auto got = download<uint8_t>(d_out.as<void>(misalign), n * w);
-      for (int64_t i = 0; i < n; ++i) {
-        if (std::memcmp(got.data() + i * w, expected.data() + i * w, w) == 0) continue;
-        const float a = value_at(out_t, got, i), b = value_at(out_t, expected, i);
-        ASSERT_TRUE(std::isnan(a) && std::isnan(b))
-            << label << " out=" << dtype_name(out_t) << " misalign=" << misalign << " value " << i << ": " << a
-            << " vs " << b;
-      }
+      ASSERT_TRUE(test::same_values(out_t, got, expected))
+          << label << " out=" << dtype_name(out_t) << " misalign=" << misalign;
     }
   }
 }

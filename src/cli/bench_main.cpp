@@ -1,0 +1,61 @@
+// qlora-bench: performance figures of the kernels, printed and optionally written as JSON.
+//   qlora-bench nf4 [--reps 20] [--threads 0] [--shape 4096x4096 ...] [--no-cuda] [--json FILE]
+//       dequantize_4bit bandwidth (GB/s of bytes read + written) for fp32 and bf16 outputs of NF4+DQ weights,
+//       against a copy of the same traffic measured in the same run (memcpy on the CPU, device-to-device
+//       cudaMemcpy on a GPU when one is available), and the ratio. See qlora/quant/nf4_bench.h.
+// Exit codes: 0 ok, 2 bad input, 1 internal error.
+#include <CLI/CLI.hpp>
+#include <cstdio>
+
+#include "qlora/common/cli.h"
+#include "qlora/common/error.h"
+#include "qlora/common/fs.h"
+#include "qlora/quant/nf4_bench.h"
+
+int main(int argc, char** argv) {
+  return qlora::run_cli("qlora-bench", [&]() -> int {
+    CLI::App app{"qlora-bench: kernel benchmarks"};
+    app.require_subcommand(1);
+
+    qlora::Nf4BenchOptions nf4;
+    std::vector<std::string> shapes;
+    std::string json_path, quant_type = "nf4";
+    bool no_cuda = false, no_double_quant = false;
+    auto* nf4_cmd = app.add_subcommand("nf4", "4-bit dequantize bandwidth vs copy bandwidth (CPU, and CUDA if present)");
+    nf4_cmd->add_option("--reps", nf4.reps, "timed runs per figure (the median is reported)")->capture_default_str();
+    nf4_cmd->add_option("--threads", nf4.threads, "CPU threads (0 = one per hardware thread)")->capture_default_str();
+    nf4_cmd->add_option("--shape", shapes, "weight shapes NxK (default 4096x4096 11008x4096)");
+    nf4_cmd->add_option("--blocksize", nf4.quant.blocksize, "values per absmax")->capture_default_str();
+    nf4_cmd->add_option("--quant-type", quant_type, "nf4 | fp4")->capture_default_str();
+    nf4_cmd->add_flag("--no-double-quant", no_double_quant, "float32 absmax instead of QLoRA's 8-bit DQ");
+    nf4_cmd->add_flag("--no-cuda", no_cuda, "CPU only, even with a CUDA device");
+    nf4_cmd->add_option("--json", json_path, "also write the results to this JSON file");
+
+    try {
+      app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+      const int rc = app.exit(e);
+      return rc == 0 ? 0 : 2;  // usage errors are bad input
+    }
+
+    nf4.cuda = !no_cuda;
+    nf4.quant.double_quant = !no_double_quant;
+    nf4.quant.type = qlora::parse_quant_type(quant_type, "--quant-type");
+    if (!shapes.empty()) {
+      nf4.shapes.clear();
+      for (const auto& s : shapes) {
+        long long rows = 0, cols = 0;
+        char rest = 0;
+        QLORA_INPUT_CHECK(std::sscanf(s.c_str(), "%lldx%lld%c", &rows, &cols, &rest) == 2 && rows > 0 && cols > 0,
+                          "--shape '", s, "': expected NxK with positive integers, e.g. 4096x4096");
+        nf4.shapes.emplace_back(rows, cols);
+      }
+    }
+    const nlohmann::json result = qlora::run_nf4_bench(nf4, [](const std::string& line) {
+      std::printf("%s\n", line.c_str());
+      std::fflush(stdout);
+    });
+    if (!json_path.empty()) qlora::fs::write_text_atomic(json_path, result.dump(2) + "\n");
+    return 0;
+  });
+}
