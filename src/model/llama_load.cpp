@@ -50,6 +50,7 @@ class CheckpointFiles {
     return c;
   }
 
+  const std::string& dir() const { return dir_; }
   bool has(const std::string& name) const { return file_of_.count(name) != 0; }
   const safetensors::File& file(const std::string& name) const { return *file_of_.at(name); }
   at::Tensor view(const std::string& name) const { return tensor_view(file_of_.at(name), name); }
@@ -176,13 +177,13 @@ class FileWeights : public WeightSource {
       for (const auto& suffix : bnb_group_suffixes()) group_members.insert(prefix + "weight." + suffix);
     }
     for (const auto& name : expected) {
-      QLORA_INPUT_CHECK(files_.has(name), "model checkpoint: tensor ", name, " is missing (", described, ")");
+      QLORA_INPUT_CHECK(files_.has(name), files_.dir(), ": tensor ", name, " is missing (", described, ")");
     }
     for (const auto& name : files_.names()) {
       if (expected.count(name) || group_members.count(name)) continue;
       if (ends_with(name, ".rotary_emb.inv_freq")) continue;  // older exports saved the derived RoPE table
       if (name == "lm_head.weight" && config.tie_word_embeddings) {
-        log::warn("model checkpoint: lm_head.weight ignored: config.json ties it to model.embed_tokens.weight");
+        log::warn(str(files_.dir(), ": lm_head.weight ignored: config.json ties it to model.embed_tokens.weight"));
         continue;
       }
       QLORA_INPUT_ERROR(files_.file(name).path(), ": unexpected tensor ", name, " (", described, ")");
@@ -274,7 +275,19 @@ std::vector<std::pair<std::string, std::vector<int64_t>>> llama_tensor_shapes(co
   return out;
 }
 
+static void check_options(const ModelOptions& o) {
+  QLORA_INPUT_CHECK(o.compute_dtype == at::kFloat || o.compute_dtype == at::kBFloat16 || o.compute_dtype == at::kHalf,
+                    "model compute dtype must be float32, bfloat16 or float16, found ", c10::toString(o.compute_dtype));
+  if (o.quantize) {
+    QLORA_INPUT_CHECK(o.quant.type == QuantType::NF4 || o.quant.type == QuantType::FP4,
+                      "4-bit quantization needs quant_type nf4 or fp4");
+    QLORA_INPUT_CHECK(nf4_blocksize_valid(o.quant.blocksize), "quantization blocksize ", o.quant.blocksize,
+                      " is not a power of two in [32, 4096]");
+  }
+}
+
 LlamaForCausalLM load_llama(const std::string& dir, const ModelOptions& options) {
+  check_options(options);
   QLORA_INPUT_CHECK(fs::is_dir(dir), dir, ": not a model directory");
   LlamaConfig config = LlamaConfig::load(dir);
   CheckpointFiles files = CheckpointFiles::open(dir);
@@ -289,6 +302,7 @@ LlamaForCausalLM load_llama(const std::string& dir, const ModelOptions& options)
 }
 
 LlamaForCausalLM init_random_llama(const LlamaConfig& config, const ModelOptions& options, uint64_t seed) {
+  check_options(options);
   RandomWeights source(seed);
   return build_llama(config, options, source, false);
 }
