@@ -2,7 +2,7 @@
 // the replayed RNG state), the RNG stream after backward unchanged, and less activation memory. Also that the
 // frozen 4-bit product keeps no dequantized weight between forward and backward.
 //
-// Memory is measured with CpuMemoryTracker (test_model_memory.h): a counting wrapper of c10's CPU allocator,
+// Memory is measured with CpuMemoryTracker (test_model_helpers.h): a counting wrapper of c10's CPU allocator,
 // so "bytes alive after forward" are the tensors autograd saved for backward (plus the logits).
 #include <gtest/gtest.h>
 
@@ -12,22 +12,12 @@
 
 #include "qlora/model/llama_load.h"
 #include "qlora/quant/quantized_weight.h"
-#include "test_model_memory.h"
+#include "test_model_helpers.h"
 
 namespace {
 
-qlora::LlamaConfig odd_config() {
-  qlora::LlamaConfig c;  // odd sizes: head_dim 12, GQA 2:1, intermediate not a multiple of 64
-  c.vocab_size = 97;
-  c.hidden_size = 72;
-  c.intermediate_size = 200;
-  c.num_hidden_layers = 3;
-  c.num_attention_heads = 6;
-  c.num_key_value_heads = 3;
-  c.head_dim = 12;
-  c.rms_norm_eps = 1e-5;
-  return c;
-}
+// Odd sizes: head_dim 12, GQA 2:1, intermediate not a multiple of 64.
+qlora::LlamaConfig odd_config() { return qlora::testing::tiny_config(97, 72, 200, 3, 6, 3, 12); }
 
 qlora::LlamaForCausalLM make_model(bool checkpointing, bool quantize, double dropout) {
   qlora::ModelOptions o;

@@ -10,6 +10,7 @@
 #include "qlora/model/llama_load.h"
 #include "qlora/nn/lora_linear.h"
 #include "qlora/quant/quantized_weight.h"
+#include "test_model_helpers.h"
 
 namespace {
 
@@ -196,14 +197,7 @@ TEST(LoraLinear, Bf16InputRunsTheAdapterInBf16WithFp32Masters) {
 }
 
 TEST(LoraLinear, ModelTargetsSelectTheProjections) {
-  qlora::LlamaConfig c;
-  c.vocab_size = 53;
-  c.hidden_size = 24;
-  c.intermediate_size = 40;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.head_dim = 6;
+  const qlora::LlamaConfig c = qlora::testing::tiny_config(53, 24, 40, 2, 4, 2, 6);
   auto model = qlora::init_random_llama(c, {}, 1);
   auto names = model->named_lora_layers();
   ASSERT_EQ(names.size(), 14u);

@@ -15,7 +15,7 @@
 #include "qlora/model/llama_save.h"
 #include "qlora/quant/quantized_weight.h"
 #include "qlora/tensor/safetensors_torch.h"
-#include "test_model_memory.h"
+#include "test_model_helpers.h"
 
 namespace {
 
@@ -44,18 +44,8 @@ void copy_file(const std::string& from, const std::string& to) {
   qlora::fs::write_atomic(to, [&](int fd) { qlora::fs::write_all(fd, bytes.data(), bytes.size(), to); });
 }
 
-qlora::LlamaConfig odd_config() {
-  qlora::LlamaConfig c;
-  c.vocab_size = 131;
-  c.hidden_size = 72;
-  c.intermediate_size = 200;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 6;
-  c.num_key_value_heads = 2;
-  c.head_dim = 12;
-  c.rms_norm_eps = 1e-5;
-  return c;
-}
+// Odd sizes: head_dim 12, GQA 3:1, intermediate not a multiple of 64, vocab prime.
+qlora::LlamaConfig odd_config() { return qlora::testing::tiny_config(131, 72, 200, 2, 6, 2, 12); }
 
 // ---- config ----------------------------------------------------------------------------------------------
 

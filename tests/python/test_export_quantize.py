@@ -23,6 +23,7 @@ import qlora_testlib as tl
 
 sys.path.insert(0, os.path.join(tl.SOURCE_DIR, "scripts"))
 from make_tiny_llama import make_tiny_llama  # noqa: E402
+from test_llama_parity import max_diff, our_logits  # noqa: E402
 
 MODEL = os.path.join(tl.SOURCE_DIR, "models", "stories260k")
 TESTDATA = os.environ.get("QLORA_TESTDATA", "/work/shared/testdata")
@@ -30,21 +31,6 @@ GREEDY_40 = [403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 31
              410, 408, 419, 292, 411, 322, 265, 282, 295, 433, 426, 385, 328, 432, 358, 394, 261, 370, 432, 352]
 SENTENCE = ("Once upon a time, there was a little girl named Lily. She loved to play outside in the park. One day, "
             "she saw a big, red ball. She wanted to play with it, but it was too high.")
-
-
-def our_logits(bin_dir, model_dir, ids, work, tag, extra=()):
-    from safetensors.torch import load_file, save_file
-    path_in, path_out = os.path.join(work, tag + ".in.safetensors"), os.path.join(work, tag + ".out.safetensors")
-    save_file({"input_ids": ids}, path_in)
-    tl.run([os.path.join(bin_dir, "llama_tool"), "logits", "--model", model_dir, "--inputs", path_in,
-            "--out", path_out, *extra])
-    return load_file(path_out)["logits"]
-
-
-def max_diff(label, a, b, tol):
-    d = (a.float() - b.float()).abs().max().item()
-    print(f"  {label}: max |diff| = {d:.3g} (bound {tol:g}, max |logit| {b.abs().max().item():.3g})")
-    assert d <= tol, f"{label}: {d} > {tol}"
 
 
 def bnb_load(path, dtype):
@@ -88,7 +74,8 @@ def check_convert(args, work):
     ids = torch.tensor([tok(SENTENCE).input_ids])
     with torch.no_grad():
         ref = model(ids).logits
-    max_diff("stories260k fp32 logits, ours vs transformers", our_logits(args.bin_dir, MODEL, ids, work, "s"), ref, 1e-4)
+    ours = our_logits(args.bin_dir, MODEL, work, "s", {"input_ids": ids})
+    max_diff("stories260k fp32 logits, ours vs transformers", ours, ref, 1e-4)
 
 
 def check_quantize(args, work, src, name, qtype, dq, blocksize, dtype_name):
@@ -108,10 +95,10 @@ def check_quantize(args, work, src, name, qtype, dq, blocksize, dtype_name):
     dtype_flag = ["--dtype", dtype_name]
     tol = 2e-5 if dtype_name == "float32" else 5e-2
     # our 4-bit model made from the source directory with the same settings, and our load of the export
-    ours = our_logits(args.bin_dir, src, ids, work, name + "_q", ["--quantize", qtype, "--blocksize", str(blocksize)]
-                      + (["--double-quant"] if dq else []) + dtype_flag)
+    quant_flags = ["--quantize", qtype, "--blocksize", str(blocksize)] + (["--double-quant"] if dq else [])
+    ours = our_logits(args.bin_dir, src, work, name + "_q", {"input_ids": ids}, quant_flags + dtype_flag)
     max_diff(f"{name}: transformers+bnb on our export vs our 4-bit model", ref, ours, tol)
-    loaded = our_logits(args.bin_dir, out, ids, work, name + "_l", dtype_flag)
+    loaded = our_logits(args.bin_dir, out, work, name + "_l", {"input_ids": ids}, dtype_flag)
     assert torch.equal(loaded, ours), f"{name}: loading the export changes our logits"
     if os.path.exists(os.path.join(src, "tokenizer.model")):
         tok = transformers.AutoTokenizer.from_pretrained(out, use_fast=False)

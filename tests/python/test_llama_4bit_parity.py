@@ -31,6 +31,7 @@ import qlora_testlib as tl
 
 sys.path.insert(0, os.path.join(tl.SOURCE_DIR, "scripts"))
 from make_tiny_llama import make_tiny_llama  # noqa: E402
+from test_llama_parity import max_diff, our_logits  # noqa: E402
 
 MODELS = {
     "k64": dict(vocab=256, hidden=128, intermediate=256, layers=2, heads=4, kv_heads=2),
@@ -94,21 +95,6 @@ def bnb_model(path, quant=None, exact_dq=False):
     return no_bf16_gemv(transformers.LlamaForCausalLM.from_pretrained(path, **kwargs)).eval()
 
 
-def our_logits(bin_dir, model_dir, ids, work, tag, extra=()):
-    from safetensors.torch import load_file, save_file
-    path_in, path_out = os.path.join(work, tag + ".in.safetensors"), os.path.join(work, tag + ".out.safetensors")
-    save_file({"input_ids": ids}, path_in)
-    tl.run([os.path.join(bin_dir, "llama_tool"), "logits", "--model", model_dir, "--inputs", path_in,
-            "--out", path_out, *extra])
-    return load_file(path_out)["logits"]
-
-
-def max_diff(label, a, b, tol):
-    d = (a - b).abs().max().item()
-    print(f"    {label}: max |diff| = {d:.3g} (bound {tol:g}, max |logit| {b.abs().max().item():.3g})")
-    assert d <= tol, f"{label}: {d} > {tol}"
-
-
 def neighbours(values, a, b):
     """True where table values[a] and values[b] are equal or adjacent in sorted order (a, b index tensors)."""
     import torch
@@ -169,7 +155,7 @@ def run(args, work, model_name, spec):
         theirs = bnb_model(src, (qtype, dq))
         with torch.no_grad():
             ref = theirs(ids).logits
-        ours = our_logits(args.bin_dir, src, ids, work, tag, flags)
+        ours = our_logits(args.bin_dir, src, work, tag, {"input_ids": ids}, flags)
         max_diff("quantize on load vs transformers+bnb (CPU backend as is)", ours, ref, bound)
         if dq:
             with torch.no_grad():
@@ -193,7 +179,7 @@ def run(args, work, model_name, spec):
         max_diff("our export loaded by transformers+bnb vs our 4-bit model", ref_exported, ours, SAME_BYTES_TOL)
 
         # 4: transformers' 4-bit checkpoint loaded by us = bnb's logits
-        ours_from_theirs = our_logits(args.bin_dir, theirs_dir, ids, work, tag + "_load")
+        ours_from_theirs = our_logits(args.bin_dir, theirs_dir, work, tag + "_load", {"input_ids": ids})
         max_diff("transformers' 4-bit checkpoint loaded by us vs transformers+bnb", ours_from_theirs, ref,
                  SAME_BYTES_TOL)
 

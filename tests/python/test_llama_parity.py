@@ -39,25 +39,31 @@ CASES = {
 SEQ_LEN = {"llama3_rope": 80, "dynamic_rope": 48}  # long enough to reach the scaled regime
 
 
-def our_logits(bin_dir, model_dir, work, name, inputs):
+def our_logits(bin_dir, model_dir, work, tag, inputs, extra=()):
+    """Logits (B, T, V) of our CPU forward via llama_tool; `inputs` maps input_ids and the optional
+    attention_mask / segment_ids / position_ids to (B, T) int64 tensors. Also used by the 4-bit and export tests."""
     from safetensors.torch import load_file, save_file
-    path_in = os.path.join(work, f"{name}.in.safetensors")
-    path_out = os.path.join(work, f"{name}.out.safetensors")
+    path_in = os.path.join(work, f"{tag}.in.safetensors")
+    path_out = os.path.join(work, f"{tag}.out.safetensors")
     save_file({k: v.contiguous() for k, v in inputs.items()}, path_in)
     tl.run([os.path.join(bin_dir, "llama_tool"), "logits", "--model", model_dir, "--inputs", path_in,
-            "--out", path_out])
+            "--out", path_out, *extra])
     return load_file(path_out)["logits"]
+
+
+def max_diff(label, ours, ref, tol):
+    """Asserts max |ours - ref| <= tol and prints it with the logit scale."""
+    d = (ours.float() - ref.float()).abs().max().item()
+    print(f"  {label}: max |diff| = {d:.3g} (bound {tol:g}, max |logit| {ref.abs().max().item():.3g})")
+    assert d <= tol, f"{label}: {d} > {tol}"
 
 
 def check(label, ours, ref, where=None):
     import torch
     if where is not None:
         ours, ref = ours[where], ref[where]
-    diff = (ours - ref).abs().max().item()
-    scale = ref.abs().max().item()
-    print(f"  {label}: max |ours - transformers| = {diff:.3g} (max |logit| {scale:.3g})")
     assert torch.isfinite(ours).all(), f"{label}: non-finite logits"
-    assert diff <= TOL, f"{label}: max abs diff {diff} > {TOL}"
+    max_diff(label, ours, ref, TOL)
 
 
 def run_case(args, work, name, spec):

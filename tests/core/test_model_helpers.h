@@ -1,4 +1,8 @@
-// A CPU memory tracker for tests: while a CpuMemoryTracker is alive, every CPU tensor allocation goes through
+// Helpers of the model tests (test_model*.cpp, test_lora_linear.cpp, test_checkpointing.cpp).
+//
+// tiny_config: a LlamaConfig of the given shape for init_random_llama.
+//
+// CpuMemoryTracker: while a CpuMemoryTracker is alive, every CPU tensor allocation goes through
 // a wrapper of the default CPU allocator that counts live bytes and their peak. Only tensor storage made
 // through c10's CPU allocator is counted (not BLAS/oneDNN scratch or memory-mapped views), which is what
 // activations, saved tensors, dequantized weights and loaded weights are.
@@ -9,7 +13,23 @@
 #include <atomic>
 #include <cstring>
 
+#include "qlora/model/llama_config.h"
+
 namespace qlora::testing {
+
+// vocab V, hidden C, intermediate F, L layers, H heads, Hkv kv heads, head_dim D (eps 1e-5, RoPE theta 10000).
+inline LlamaConfig tiny_config(int64_t V, int64_t C, int64_t F, int64_t L, int64_t H, int64_t Hkv, int64_t D) {
+  LlamaConfig c;
+  c.vocab_size = V;
+  c.hidden_size = C;
+  c.intermediate_size = F;
+  c.num_hidden_layers = L;
+  c.num_attention_heads = H;
+  c.num_key_value_heads = Hkv;
+  c.head_dim = D;
+  c.rms_norm_eps = 1e-5;
+  return c;
+}
 
 class CountingCpuAllocator final : public c10::Allocator {
  public:
