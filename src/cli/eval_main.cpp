@@ -10,6 +10,7 @@
 // writes the report, --predictions one JSON line per question. Exit codes: 0 ok, 2 bad input, 1 internal.
 #include <cstdio>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -18,6 +19,7 @@
 #include "qlora/eval/cli_flags.h"
 #include "qlora/eval/mmlu_eval.h"
 #include "qlora/eval/perplexity.h"
+#include "qlora/model/llama_config.h"
 
 int main(int argc, char** argv) {
   return qlora::run_cli("qlora-eval", [&]() -> int {
@@ -51,25 +53,35 @@ int main(int argc, char** argv) {
     mo.split = qlora::mmlu::parse_split(split);
     mo.reuse_prefix = !no_prefix_cache;
 
+    // Inputs are checked before the (possibly large) weights load: the documents, or the MMLU data, which
+    // needs the tokenizer and the model context.
+    ev::check_model_dir(model_options.model_dir);
+    std::vector<std::string> documents;
+    std::optional<ev::MmluEvaluator> evaluator;
+    if (mmlu) {
+      evaluator.emplace(qlora::data::Tokenizer::load(model_options.model_dir), mo,
+                        qlora::LlamaConfig::load(model_options.model_dir).max_position_embeddings);
+    } else {
+      documents = ev::read_documents(perplexity_file);
+    }
     ev::InferenceModel m = ev::load_inference_model(model_options);
     std::fprintf(stderr, "qlora-eval: %s\n", m.description.c_str());
 
-    if (!perplexity_file.empty()) {
-      const ev::PerplexityResult r = ev::perplexity_of_file(*m.model, m.tokenizer, perplexity_file, ppl);
+    if (!mmlu) {
+      const ev::PerplexityResult r = ev::perplexity_of_texts(*m.model, m.tokenizer, documents, ppl, perplexity_file);
       const std::string text = r.to_json().dump(2);
       std::cout << text << std::endl;
       if (!json_file.empty()) qlora::fs::write_text_atomic(json_file, text + "\n");
       return 0;
     }
 
-    mo.progress = [](int64_t done, int64_t total) {
+    const auto progress = [](int64_t done, int64_t total) {
       if (done == total || done % 50 == 0) {
         std::fprintf(stderr, "qlora-eval: MMLU %lld/%lld questions\n", static_cast<long long>(done),
                      static_cast<long long>(total));
       }
     };
-    const ev::MmluEvaluator evaluator(m.tokenizer, mo, m.model->config().max_position_embeddings);
-    const ev::MmluResult r = evaluator.run(*m.model);
+    const ev::MmluResult r = evaluator->run(*m.model, progress);
     std::cout << qlora::mmlu::format_table(r.report);
     std::printf("MMLU %s, %d-shot: micro accuracy %.4f (%lld/%lld), macro accuracy %.4f over %zu subjects\n",
                 r.report.split.c_str(), mo.shots, r.report.micro, static_cast<long long>(r.report.correct),
@@ -80,7 +92,7 @@ int main(int argc, char** argv) {
     if (!json_file.empty()) {
       nlohmann::ordered_json j = qlora::mmlu::to_json(r.report);
       j["shots"] = mo.shots;
-      j["max_len"] = evaluator.max_len();
+      j["max_len"] = evaluator->max_len();
       j["seconds"] = r.seconds;
       j["forward_tokens"] = r.forward_tokens;
       j["prompt_tokens"] = r.prompt_tokens;

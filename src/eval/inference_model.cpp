@@ -49,13 +49,17 @@ at::ScalarType resolve_dtype(const std::string& name, const at::Device& device) 
   QLORA_INPUT_ERROR("--dtype \"", name, "\": expected fp32, bf16, fp16 or auto");
 }
 
-InferenceModel load_inference_model(const InferenceOptions& o) {
-  QLORA_INPUT_CHECK(!o.model_dir.empty(), "no model directory given (--model DIR)");
-  QLORA_INPUT_CHECK(fs::is_dir(o.model_dir), "model directory ", o.model_dir, " does not exist");
-  QLORA_INPUT_CHECK(fs::exists(fs::join(o.model_dir, "config.json")), o.model_dir,
+void check_model_dir(const std::string& dir) {
+  QLORA_INPUT_CHECK(!dir.empty(), "no model directory given (--model DIR)");
+  QLORA_INPUT_CHECK(fs::is_dir(dir), "model directory ", dir, " does not exist");
+  QLORA_INPUT_CHECK(fs::exists(fs::join(dir, "config.json")), dir,
                     ": no config.json (expected a Hugging Face model directory)");
-  QLORA_INPUT_CHECK(fs::exists(fs::join(o.model_dir, "tokenizer.model")), o.model_dir,
+  QLORA_INPUT_CHECK(fs::exists(fs::join(dir, "tokenizer.model")), dir,
                     ": no tokenizer.model (the SentencePiece tokenizer of the model)");
+}
+
+InferenceModel load_inference_model(const InferenceOptions& o) {
+  check_model_dir(o.model_dir);
   data::Tokenizer tokenizer = data::Tokenizer::load(o.model_dir);
 
   const at::Device device = resolve_device(o.device);

@@ -102,7 +102,7 @@ MmluEvaluator::MmluEvaluator(const data::Tokenizer& tokenizer, MmluOptions optio
   requests_ = mmlu::build_requests(bench, ro, [&tokenizer](const std::string& text) { return tokenizer.encode(text); });
 }
 
-MmluResult MmluEvaluator::run(LlamaForCausalLMImpl& model) const {
+MmluResult MmluEvaluator::run(LlamaForCausalLMImpl& model, const MmluProgress& progress) const {
   QLORA_INPUT_CHECK(max_len_ <= model.config().max_position_embeddings, "MMLU: max length ", max_len_,
                     " exceeds the model context of ", model.config().max_position_embeddings, " tokens");
   at::NoGradGuard no_grad;
@@ -129,7 +129,7 @@ MmluResult MmluEvaluator::run(LlamaForCausalLMImpl& model) const {
     result.predictions.push_back(std::move(p));
     result.prompt_tokens += P;
     previous = &r.prompt_ids;
-    if (options_.progress) options_.progress(i + 1, total);
+    if (progress) progress(i + 1, total);
   }
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   model.train(was_training);

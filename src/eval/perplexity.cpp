@@ -140,15 +140,16 @@ PerplexityResult perplexity(LlamaForCausalLMImpl& model, const std::vector<std::
   return result;
 }
 
-PerplexityResult perplexity_of_file(LlamaForCausalLMImpl& model, const data::Tokenizer& tokenizer,
-                                    const std::string& path, const PerplexityOptions& options) {
+PerplexityResult perplexity_of_texts(LlamaForCausalLMImpl& model, const data::Tokenizer& tokenizer,
+                                     const std::vector<std::string>& texts, const PerplexityOptions& options,
+                                     const std::string& source) {
   std::vector<std::vector<int64_t>> docs;
-  for (const auto& text : read_documents(path)) {
+  for (const auto& text : texts) {
     const auto ids = tokenizer.encode(text, /*add_bos=*/true);
     docs.emplace_back(ids.begin(), ids.end());
   }
   const bool any_text = std::any_of(docs.begin(), docs.end(), [](const auto& d) { return d.size() > 1; });
-  QLORA_INPUT_CHECK(any_text, path, ": no text to score (the documents are empty)");
+  QLORA_INPUT_CHECK(any_text, source, ": no text to score (the documents are empty)");
   return perplexity(model, docs, options);
 }
 

@@ -31,6 +31,9 @@ struct InferenceModel {
 at::Device resolve_device(const std::string& name);
 at::ScalarType resolve_dtype(const std::string& name, const at::Device& device);
 
+// Input error unless DIR holds config.json and tokenizer.model (what load_inference_model checks first).
+void check_model_dir(const std::string& dir);
+
 InferenceModel load_inference_model(const InferenceOptions& options);
 
 }  // namespace qlora::eval

@@ -34,9 +34,10 @@ struct MmluOptions {
   int64_t max_questions = 0;          // first N questions after the subject filter; 0 = all
   int64_t max_len = 0;                // context budget in tokens; 0 = min(2048, max_position_embeddings)
   bool reuse_prefix = true;           // reuse the KV cache of the previous prompt's common prefix
-  // Called after each question with (done, total), e.g. for a progress line.
-  std::function<void(int64_t done, int64_t total)> progress;
 };
+
+// Called after each question with (done, total), e.g. for a progress line.
+using MmluProgress = std::function<void(int64_t done, int64_t total)>;
 
 struct MmluResult {
   mmlu::Report report;
@@ -52,7 +53,7 @@ class MmluEvaluator {
  public:
   MmluEvaluator(const data::Tokenizer& tokenizer, MmluOptions options, int64_t model_context);
   // No grad, eval mode (restored afterwards). The model's context must hold max_len tokens.
-  MmluResult run(LlamaForCausalLMImpl& model) const;
+  MmluResult run(LlamaForCausalLMImpl& model, const MmluProgress& progress = {}) const;
   const std::vector<mmlu::Request>& requests() const { return requests_; }
   const MmluOptions& options() const { return options_; }
   int64_t max_len() const { return max_len_; }

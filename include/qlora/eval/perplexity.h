@@ -61,8 +61,9 @@ std::vector<PerplexityWindow> plan_windows(int64_t document, int64_t n, int64_t 
 // Scores token ids (each document BOS-prefixed already, at least 1 token).
 PerplexityResult perplexity(LlamaForCausalLMImpl& model, const std::vector<std::vector<int64_t>>& documents,
                             const PerplexityOptions& options);
-// Reads, tokenizes (BOS + encode) and scores PATH.
-PerplexityResult perplexity_of_file(LlamaForCausalLMImpl& model, const data::Tokenizer& tokenizer,
-                                    const std::string& path, const PerplexityOptions& options);
+// Tokenizes (BOS + encode) and scores documents (from read_documents(source); `source` names them in errors).
+PerplexityResult perplexity_of_texts(LlamaForCausalLMImpl& model, const data::Tokenizer& tokenizer,
+                                     const std::vector<std::string>& texts, const PerplexityOptions& options,
+                                     const std::string& source);
 
 }  // namespace qlora::eval
