@@ -2,9 +2,10 @@
 
 Each model is made by scripts/make_tiny_llama.py (transformers' own init + save_pretrained), so the files are
 what transformers writes. Shapes cover multi-head, GQA 4:1, tied embeddings, llama3/linear/dynamic RoPE
-scaling, odd sizes (hidden 72, intermediate 200, vocab 211), an explicit head_dim, and a bf16 checkpoint in
-shards. Inputs: a plain batch, a right-padded and a left-padded batch (attention_mask; compared at the real
-tokens only), and a packed row (segment_ids) compared with transformers run on each sequence alone.
+scaling, odd sizes (hidden 72, intermediate 200, vocab 211), an explicit head_dim, an fp16 checkpoint and a
+bf16 checkpoint in shards (both read into fp32 on both sides). Inputs: a plain batch, a right-padded and a
+left-padded batch (attention_mask; compared at the real tokens only), and a packed row (segment_ids) compared
+with transformers on the packed row (restarting position_ids) and with each sequence run alone.
 
 Tolerance 1e-4 max abs: both sides compute in fp32 with the same op order up to BLAS/SDPA summation order,
 whose differences are ~1e-6 on logits of magnitude ~1-10 (a wrong RoPE, mask or norm shifts them by > 1e-2).
@@ -33,6 +34,7 @@ CASES = {
                          rope_scaling={"rope_type": "dynamic", "factor": 2.0}),
     "odd_sizes": dict(vocab=211, hidden=72, intermediate=200, layers=3, heads=6, kv_heads=3),
     "head_dim": dict(hidden=64, intermediate=176, layers=2, heads=4, kv_heads=2, head_dim=24),
+    "fp16": dict(hidden=64, intermediate=176, layers=2, heads=4, kv_heads=2, dtype="float16"),
     "bf16_sharded": dict(hidden=64, intermediate=176, layers=3, heads=4, kv_heads=2, dtype="bfloat16",
                          shard_size="40KB"),
 }
