@@ -104,6 +104,11 @@ std::shared_ptr<ThreadPool> pool() {
   return g_pool;
 }
 
+// Outputs at least this large are written with non-temporal stores: far larger than the caches, they would
+// only evict the caller's data, and ordinary stores read every output line before writing it (twice the
+// DRAM traffic). Smaller outputs stay in cache for the matmul that usually follows.
+constexpr int64_t kStreamingStoreBytes = int64_t{16} << 20;
+
 // Below this many values a tensor is processed on the calling thread (waking workers costs ~10 us).
 constexpr int64_t kMinParallelValues = 1 << 16;
 
@@ -247,33 +252,44 @@ QLORA_AVX2 inline __m256i bf16_rne(__m256 v) {
 // repeated in both 128-bit lanes for _mm256_shuffle_epi8.
 template <FloatType T>
 QLORA_AVX2 inline void table16(const float* code, float amax, __m256i* plane_lo, __m256i* plane_hi) {
-  alignas(32) uint16_t entries[16];
+  __m256i entries;  // 16 x u16, entry q = T(code[q] * amax), in order
   if (std::isfinite(amax)) {
     const __m256 scale = _mm256_set1_ps(amax);
     const __m256 v0 = _mm256_mul_ps(_mm256_loadu_ps(code), scale);
     const __m256 v1 = _mm256_mul_ps(_mm256_loadu_ps(code + 8), scale);
-    __m256i e;
     if constexpr (T == FloatType::F16) {
-      e = _mm256_set_m128i(_mm256_cvtps_ph(v1, _MM_FROUND_TO_NEAREST_INT), _mm256_cvtps_ph(v0, _MM_FROUND_TO_NEAREST_INT));
+      entries = _mm256_set_m128i(_mm256_cvtps_ph(v1, _MM_FROUND_TO_NEAREST_INT), _mm256_cvtps_ph(v0, _MM_FROUND_TO_NEAREST_INT));
     } else {
-      e = _mm256_permute4x64_epi64(_mm256_packus_epi32(bf16_rne(v0), bf16_rne(v1)), 0xD8);
+      entries = _mm256_permute4x64_epi64(_mm256_packus_epi32(bf16_rne(v0), bf16_rne(v1)), 0xD8);
     }
-    _mm256_store_si256(reinterpret_cast<__m256i*>(entries), e);
   } else {  // NaN products (0 * inf): the reference's conversions, which define the NaN patterns
-    for (int q = 0; q < 16; ++q)
-      entries[q] = T == FloatType::F16 ? float_to_fp16(code[q] * amax) : float_to_bf16(code[q] * amax);
+    alignas(32) uint16_t e[16];
+    for (int q = 0; q < 16; ++q) e[q] = T == FloatType::F16 ? float_to_fp16(code[q] * amax) : float_to_bf16(code[q] * amax);
+    entries = _mm256_load_si256(reinterpret_cast<const __m256i*>(e));
   }
-  const __m128i e0 = _mm_load_si128(reinterpret_cast<const __m128i*>(entries));
-  const __m128i e1 = _mm_load_si128(reinterpret_cast<const __m128i*>(entries + 8));
-  const __m128i deinterleave = _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
-  const __m128i a = _mm_shuffle_epi8(e0, deinterleave), b = _mm_shuffle_epi8(e1, deinterleave);
-  const __m128i lo = _mm_unpacklo_epi64(a, b), hi = _mm_unpackhi_epi64(a, b);
-  *plane_lo = _mm256_set_m128i(lo, lo);
-  *plane_hi = _mm256_set_m128i(hi, hi);
+  // Per lane: low bytes of its 8 entries, then their high bytes; qwords (lo 0-7, hi 0-7, lo 8-15, hi 8-15).
+  const __m256i deinterleave = _mm256_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15,  //
+                                                0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
+  const __m256i split = _mm256_shuffle_epi8(entries, deinterleave);
+  *plane_lo = _mm256_permute4x64_epi64(split, 0x88);  // qwords 0, 2, 0, 2: all 16 low bytes, in both lanes
+  *plane_hi = _mm256_permute4x64_epi64(split, 0xDD);  // qwords 1, 3, 1, 3: all 16 high bytes, in both lanes
+}
+
+// Output stores: ordinary ones, or non-temporal ones (32-byte aligned addresses) that skip the read for
+// ownership and the cache, for outputs far larger than the caches (see kStreamingStoreBytes).
+template <bool kStream>
+QLORA_AVX2 inline void store8_f32(float* p, __m256 v) {
+  if constexpr (kStream) _mm256_stream_ps(p, v);
+  else _mm256_storeu_ps(p, v);
+}
+template <bool kStream>
+QLORA_AVX2 inline void store16_u16(uint16_t* p, __m256i v) {
+  if constexpr (kStream) _mm256_stream_si256(reinterpret_cast<__m256i*>(p), v);
+  else _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), v);
 }
 
 // Full blocks only (the caller routes a partial tail block to the reference).
-template <FloatType T>
+template <FloatType T, bool kStream>
 QLORA_AVX2 void dequantize_blocks_avx2(QuantType4 type, const uint8_t* packed, const Nf4Scales& scales,
                                        int64_t blocksize, void* out, int64_t block_begin, int64_t block_end) {
   const float* code = nf4_code(type);
@@ -293,10 +309,10 @@ QLORA_AVX2 void dequantize_blocks_avx2(QuantType4 type, const uint8_t* packed, c
         const __m128i lo = _mm_and_si128(bytes, low_nibble);
         const __m128i c0 = _mm_unpacklo_epi8(hi, lo);  // codes of values i .. i+15
         const __m128i c1 = _mm_unpackhi_epi8(hi, lo);  // codes of values i+16 .. i+31
-        _mm256_storeu_ps(o + i, lookup8_f32(c0, table_lo, table_hi));
-        _mm256_storeu_ps(o + i + 8, lookup8_f32(_mm_unpackhi_epi64(c0, c0), table_lo, table_hi));
-        _mm256_storeu_ps(o + i + 16, lookup8_f32(c1, table_lo, table_hi));
-        _mm256_storeu_ps(o + i + 24, lookup8_f32(_mm_unpackhi_epi64(c1, c1), table_lo, table_hi));
+        store8_f32<kStream>(o + i, lookup8_f32(c0, table_lo, table_hi));
+        store8_f32<kStream>(o + i + 8, lookup8_f32(_mm_unpackhi_epi64(c0, c0), table_lo, table_hi));
+        store8_f32<kStream>(o + i + 16, lookup8_f32(c1, table_lo, table_hi));
+        store8_f32<kStream>(o + i + 24, lookup8_f32(_mm_unpackhi_epi64(c1, c1), table_lo, table_hi));
       }
     } else {
       __m256i plane_lo, plane_hi;
@@ -314,10 +330,27 @@ QLORA_AVX2 void dequantize_blocks_avx2(QuantType4 type, const uint8_t* packed, c
         const __m256i out_hi = _mm256_shuffle_epi8(plane_hi, codes);
         const __m256i v_a = _mm256_unpacklo_epi8(out_lo, out_hi);  // values i..i+7 | i+16..i+23
         const __m256i v_b = _mm256_unpackhi_epi8(out_lo, out_hi);  // values i+8..i+15 | i+24..i+31
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + i), _mm256_permute2x128_si256(v_a, v_b, 0x20));
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + i + 16), _mm256_permute2x128_si256(v_a, v_b, 0x31));
+        store16_u16<kStream>(o + i, _mm256_permute2x128_si256(v_a, v_b, 0x20));
+        store16_u16<kStream>(o + i + 16, _mm256_permute2x128_si256(v_a, v_b, 0x31));
       }
     }
+  }
+  if constexpr (kStream) _mm_sfence();  // order the weakly-ordered stores before the pool reports completion
+}
+
+template <bool kStream>
+void dequantize_blocks_avx2_any(QuantType4 type, const uint8_t* packed, const Nf4Scales& scales, int64_t blocksize,
+                                FloatType out_type, void* out, int64_t block_begin, int64_t block_end) {
+  switch (out_type) {
+    case FloatType::F32:
+      dequantize_blocks_avx2<FloatType::F32, kStream>(type, packed, scales, blocksize, out, block_begin, block_end);
+      break;
+    case FloatType::F16:
+      dequantize_blocks_avx2<FloatType::F16, kStream>(type, packed, scales, blocksize, out, block_begin, block_end);
+      break;
+    case FloatType::BF16:
+      dequantize_blocks_avx2<FloatType::BF16, kStream>(type, packed, scales, blocksize, out, block_begin, block_end);
+      break;
   }
 }
 
@@ -370,14 +403,16 @@ void nf4_double_quantize_cpu(const float* absmax, int64_t nblocks, const float* 
 
 void nf4_dequantize_cpu(QuantType4 type, const uint8_t* packed, const Nf4Scales& scales, int64_t n,
                         int64_t blocksize, FloatType out_type, void* out) {
+  // Every vector store is 32-byte aligned when `out` is (blocks start at multiples of 64 bytes).
+  const bool stream = n * static_cast<int64_t>(float_type_size(out_type)) >= kStreamingStoreBytes &&
+                      reinterpret_cast<uintptr_t>(out) % 32 == 0;
   for_blocks(
       n, blocksize,
       [&](int64_t b0, int64_t b1) {
-        switch (out_type) {
-          case FloatType::F32: dequantize_blocks_avx2<FloatType::F32>(type, packed, scales, blocksize, out, b0, b1); break;
-          case FloatType::F16: dequantize_blocks_avx2<FloatType::F16>(type, packed, scales, blocksize, out, b0, b1); break;
-          case FloatType::BF16: dequantize_blocks_avx2<FloatType::BF16>(type, packed, scales, blocksize, out, b0, b1); break;
-        }
+        if (stream)
+          dequantize_blocks_avx2_any<true>(type, packed, scales, blocksize, out_type, out, b0, b1);
+        else
+          dequantize_blocks_avx2_any<false>(type, packed, scales, blocksize, out_type, out, b0, b1);
       },
       [&](int64_t b0, int64_t b1) {
         nf4_dequantize_blocks_ref(type, packed, scales, n, blocksize, out_type, out, b0, b1);

@@ -102,6 +102,34 @@ TEST_P(Nf4Cpu, MatchesReferenceOnALargeWeight) {
       }
 }
 
+TEST(Nf4CpuStreaming, LargeAlignedOutputsMatchTheReference) {
+  // Outputs of >= 16 MiB at a 32-byte aligned address take the non-temporal stores; both dtypes, DQ, 2 threads.
+  const int64_t n = 9 * 1024 * 1024 + 64 * 3;  // 36 MiB of fp32, 18 MiB of bf16, plus a partial block
+  const auto in = test::make_nf4_input(FloatType::BF16, n, 21);
+  const int64_t nb = nf4_num_blocks(n, 64);
+  std::vector<uint8_t> packed(nf4_packed_bytes(n)), absmax_q(nb);
+  std::vector<float> absmax(nb), nested(nf4_num_nested_blocks(nb));
+  float offset = 0;
+  nf4_cpu_set_num_threads(2);
+  nf4_quantize_cpu(QuantType4::NF4, FloatType::BF16, in.data(), n, 64, packed.data(), absmax.data());
+  nf4_double_quantize_cpu(absmax.data(), nb, nf4_dynamic_map(), absmax_q.data(), nested.data(), &offset);
+  Nf4Scales scales;
+  scales.absmax_q = absmax_q.data();
+  scales.code8 = nf4_dynamic_map();
+  scales.nested_absmax = nested.data();
+  scales.offset = offset;
+  for (FloatType out_t : {FloatType::F32, FloatType::BF16}) {
+    const size_t bytes = static_cast<size_t>(n) * float_type_size(out_t);
+    std::vector<uint8_t> expected(bytes), storage(bytes + 64);
+    uint8_t* out = storage.data() + (32 - reinterpret_cast<uintptr_t>(storage.data()) % 32) % 32;
+    ASSERT_EQ(reinterpret_cast<uintptr_t>(out) % 32, 0u);
+    nf4_dequantize_ref(QuantType4::NF4, packed.data(), scales, n, 64, out_t, expected.data());
+    nf4_dequantize_cpu(QuantType4::NF4, packed.data(), scales, n, 64, out_t, out);
+    EXPECT_TRUE(same_values(out_t, expected, std::vector<uint8_t>(out, out + bytes))) << dtype_name(out_t);
+  }
+  nf4_cpu_set_num_threads(0);
+}
+
 INSTANTIATE_TEST_SUITE_P(Isa, Nf4Cpu, ::testing::Values(CpuIsa::Scalar, CpuIsa::Avx2),
                          [](const ::testing::TestParamInfo<CpuIsa>& info) {
                            return std::string(info.param == CpuIsa::Scalar ? "Scalar" : "Avx2");

@@ -5,7 +5,8 @@
 // (N*K/2), the scales (absmax_q + nested_absmax with DQ, else float32 absmax) and the N*K outputs.
 // The reference is a copy moving the same number of bytes (a memcpy of (read + written) / 2 bytes): on the
 // CPU the better of a single-thread and a T-thread memcpy, on a GPU a device-to-device cudaMemcpy (a torch
-// copy_). Each figure is the median of `reps` timed runs after a warm-up run.
+// copy_). Each figure is reported as the median and the best of `reps` timed runs after a warm-up run (on
+// a shared machine the median includes other processes; the best run is the uncontended figure).
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -27,8 +28,9 @@ struct Nf4BenchOptions {
 };
 
 // Runs the benchmark; `progress` receives one line per figure. Returns
-// {"cpu": {...}, "threads": T, "quant": {...}, "results": [{device, op, dtype, shape, seconds, bytes, gbps,
-//  copy_gbps, ratio}, ...]} where ratio = gbps / copy_gbps.
+// {"cpu": {isa, threads, hardware_threads}, "cuda": bool, "quant": {...}, "reps": R, "results": [{device, op,
+//  dtype, shape, bytes, seconds, best_seconds, gbps, best_gbps, copy_gbps, copy_best_gbps, ratio, best_ratio},
+//  ...]} where ratio = gbps / copy_gbps (medians) and best_ratio = best_gbps / copy_best_gbps.
 nlohmann::json run_nf4_bench(const Nf4BenchOptions& options, const std::function<void(const std::string&)>& progress);
 
 }  // namespace qlora
