@@ -28,12 +28,15 @@
 #
 # Programs: --bin-dir DIR, else $QLORA_BIN_DIR, else build/bin of this checkout, else PATH. Paths inside the
 # config resolve against the current directory, as with qlora-train. Needs bash and coreutils only.
+# Tiny models on the CPU (the demo preset): run with OMP_NUM_THREADS=1, about 10x faster there (scripts/demo.sh).
 # Exit codes: 0 every cell done, 1 a cell failed (the others still ran), 2 bad arguments or configuration,
 # 130/143 interrupted (SIGINT/SIGTERM; the trainer saved a checkpoint, rerun to resume).
 set -uo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 prog=sweep.sh
+# shellcheck source=lib/cli_common.sh
+. "$root/scripts/lib/cli_common.sh"
 
 usage() { sed -n '2,/^set -uo/{/^set -uo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; }
 die_usage() {
@@ -91,21 +94,8 @@ done
   die_usage "--mmlu-max-questions $mmlu_max_questions: expected a non-negative integer"
 case ${mmlu_split:-val} in val | eval | test | dev) ;; *) die_usage "--mmlu-split $mmlu_split: expected val, test or dev" ;; esac
 
-find_program() {  # find_program NAME -> path of build/bin/NAME (see the header)
-  local name=$1
-  if [ -n "$bin_dir" ]; then
-    [ -x "$bin_dir/$name" ] || die_usage "$bin_dir/$name: not found or not executable (--bin-dir / QLORA_BIN_DIR)"
-    echo "$bin_dir/$name"
-  elif [ -x "$root/build/bin/$name" ]; then
-    echo "$root/build/bin/$name"
-  elif command -v "$name" > /dev/null; then
-    command -v "$name"
-  else
-    die_usage "$name not found: build it (scripts/build.sh) or pass --bin-dir DIR"
-  fi
-}
-train_bin=$(find_program qlora-train) || exit 2
-eval_bin=$(find_program qlora-eval) || exit 2
+train_bin=$(qlora_find_program qlora-train "$bin_dir" "$root") || die_usage "no qlora-train (--bin-dir, QLORA_BIN_DIR)"
+eval_bin=$(qlora_find_program qlora-eval "$bin_dir" "$root") || die_usage "no qlora-eval (--bin-dir, QLORA_BIN_DIR)"
 
 train_sets=()
 for s in "${sets[@]}"; do train_sets+=(--set "$s"); done
@@ -114,10 +104,7 @@ for s in "${sets[@]}"; do train_sets+=(--set "$s"); done
 dry_run() { "$train_bin" --config "$config" "${train_sets[@]}" "$@" --dry-run; }
 base_json=$(dry_run) || exit 2  # qlora-train printed what is wrong with the config (exit 2)
 
-# config_value JSON KEY: a top-level scalar of the --dry-run JSON, without quotes.
-config_value() {
-  printf '%s\n' "$1" | grep -m1 "^  \"$2\": " | sed 's/^  "[^"]*": //; s/,$//; s/^"//; s/"$//'
-}
+config_value() { qlora_config_value "$@"; }
 micro=$(config_value "$base_json" per_device_train_batch_size)
 [[ $micro =~ ^[1-9][0-9]*$ ]] || die "could not read per_device_train_batch_size from qlora-train --dry-run"
 
@@ -141,7 +128,6 @@ dups=$(printf '%s\n' "${lrs[@]}" | sort | uniq -d; printf '%s\n' "${batch_sizes[
 [ -z "$dups" ] || die_usage "repeated grid values: $(echo $dups)"
 
 # --------------------------------------------------------------------------------------------- MMLU setup
-model=$(config_value "$base_json" model_name_or_path)
 mmlu_data=${mmlu_data:-$(config_value "$base_json" mmlu_dataset)}
 mmlu_split=${mmlu_split:-$(config_value "$base_json" mmlu_split)}
 [ "$mmlu_split" = eval ] && mmlu_split=val
@@ -159,22 +145,8 @@ elif [ ! -f "$mmlu_data" ]; then
   die_usage "MMLU data '$mmlu_data' does not exist (--mmlu-data DIR, or mmlu_dataset in the config;" \
     "the bundled excerpt is tests/data/mmlu/hendrycks with --mmlu-split test)"
 fi
-# qlora-eval loads the base model the way the trainer did.
-eval_model_flags=(--model "$model" --device "$(config_value "$base_json" device)")
-if [ "$(config_value "$base_json" bits)" = 4 ]; then
-  eval_model_flags+=(--quant-type "$(config_value "$base_json" quant_type)"
-    --blocksize "$(config_value "$base_json" blocksize)")
-  [ "$(config_value "$base_json" double_quant)" = true ] && eval_model_flags+=(--double-quant)
-else
-  eval_model_flags+=(--quant-type none)
-fi
-if [ "$(config_value "$base_json" bf16)" = true ]; then
-  eval_model_flags+=(--dtype bf16)
-elif [ "$(config_value "$base_json" fp16)" = true ]; then
-  eval_model_flags+=(--dtype fp16)
-else
-  eval_model_flags+=(--dtype fp32)
-fi
+qlora_eval_model_flags "$base_json"  # qlora-eval loads the base model the way the trainer did
+eval_model_flags=("${QLORA_EVAL_MODEL_FLAGS[@]}")
 
 # ------------------------------------------------------------------------------------------ cell helpers
 mkdir -p "$out" || die_usage "--out $out: cannot create the directory"
@@ -193,14 +165,9 @@ comparable_config() { grep -v -E '^  "(output_dir|log_level|description)": ' "$1
 training_done() { [ -f "$1/train_results.json" ] && grep '"event":"end"' "$1/metrics.jsonl" 2> /dev/null | grep -q '"reason":"completed"'; }
 mmlu_done() { [ -f "$1/mmlu.json" ] && grep -q '"macro_accuracy"' "$1/mmlu.json"; }
 has_checkpoint() { compgen -G "$1/checkpoint-*/trainer_state.json" > /dev/null; }
-now() { date +%s.%N; }
-record_seconds() { awk -v a="$3" -v b="$(now)" -v w="$2" 'BEGIN { printf "%s %.3f\n", w, b - a }' >> "$1/sweep_seconds.txt"; }
-
-# json_number KEY: the number after "KEY": on stdin's first matching line (one-line JSON or 2-space JSON).
-json_number() {
-  sed -n "s/.*\"$1\": *\(-\{0,1\}[0-9][0-9.eE+-]*\).*/\1/p" | head -n1
-}
-fmt() { [ -z "$2" ] && return 0; awk -v x="$2" -v f="$1" 'BEGIN { printf f, x }'; }
+record_seconds() { echo "$2 $(qlora_seconds_since "$3")" >> "$1/sweep_seconds.txt"; }
+json_number() { qlora_json_number "$@"; }
+fmt() { qlora_fmt "$@"; }
 
 # ---------------------------------------------------------------------------------- check every cell first
 declare -a cell_dirs=() cell_lrs=() cell_bss=()
@@ -248,7 +215,7 @@ for ((i = 0; i < ncells; i++)); do
     fi
     mapfile -d '' flags < <(cell_sets "$lr" "$bs" "$dir")
     echo "=== $(date '+%F %T') qlora-train --config $config ${flags[*]} ${resume[*]}" >> "$dir/train.log"
-    start=$(now)
+    start=$(qlora_now)
     if ((quiet)); then
       "$train_bin" --config "$config" "${flags[@]}" "${resume[@]}" >> "$dir/train.log" 2>&1
       rc=$?
@@ -277,7 +244,7 @@ for ((i = 0; i < ncells; i++)); do
     --adapter "$dir" --json "$dir/mmlu.json" --predictions "$dir/mmlu_predictions.jsonl")
   [ -n "$mmlu_limit" ] && eval_flags+=(--max-questions "$mmlu_max_questions")
   echo "=== $(date '+%F %T') qlora-eval ${eval_flags[*]}" >> "$dir/mmlu.log"
-  start=$(now)
+  start=$(qlora_now)
   "$eval_bin" "${eval_flags[@]}" >> "$dir/mmlu.log" 2>&1
   rc=$?
   record_seconds "$dir" mmlu "$start"

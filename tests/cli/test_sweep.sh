@@ -10,6 +10,7 @@
 #   5. a changed configuration for an existing cell stops with exit code 2.
 # Usage: test_sweep.sh BIN_DIR SOURCE_DIR
 set -euo pipefail
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}  # tiny model: one thread is ~10x faster here (see scripts/demo.sh)
 bin=$1
 src=$2
 [ -x "$bin/qlora-train" ] && [ -x "$bin/qlora-eval" ] || { echo "SKIP: qlora-train/qlora-eval not built"; exit 77; }
