@@ -200,6 +200,9 @@ class Trainer {
     fs::write_text_atomic(fs::join(cfg_.output_dir, "training_config.json"), qlora::to_json(cfg_).dump(2) + "\n");
 
     StopSignalGuard signals;
+    // The curve's starting point: the eval loss before any update (HF's eval_on_start). Eval draws no random
+    // numbers (no dropout in eval mode), so it does not disturb an exact resume.
+    if (!resume && cfg_.do_train && cfg_.do_eval && cfg_.evaluation_strategy == IntervalStrategy::Steps) run_eval();
     int exit_code = 0;
     if (cfg_.do_train) exit_code = train_loop();
     if (exit_code != 0) return exit_code;

@@ -2,6 +2,7 @@
 //
 //   load tokenizer, data (train + held-out eval split), model (4-bit base when bits == 4, LoRA per config)
 //   -> [resume: newest complete checkpoint: adapter, optimizer, scheduler, RNG states, data cursor, history]
+//   -> [do_eval with evaluation_strategy steps: the eval loss at step 0, the curve's starting point]
 //   -> per optimizer step: gradient_accumulation_steps micro-batches (loss_normalization), clip the global
 //      grad norm to max_grad_norm, lr from the schedule, PagedAdamW step, zero grads
 //   -> every logging_steps: a metrics.jsonl record + the progress line; every eval_steps: eval loss;
