@@ -294,8 +294,12 @@ QLORA_AVX2 void dequantize_blocks_avx2(QuantType4 type, const uint8_t* packed, c
                                        int64_t blocksize, void* out, int64_t block_begin, int64_t block_end) {
   const float* code = nf4_code(type);
   const __m128i low_nibble = _mm_set1_epi8(0x0f);
+  constexpr int64_t kScaleRun = 256;  // scales fetched per call into the reference
+  float amax_run[kScaleRun];
   for (int64_t b = block_begin; b < block_end; ++b) {
-    const float amax = nf4_block_absmax(scales, b);
+    if ((b - block_begin) % kScaleRun == 0)
+      nf4_blocks_absmax(scales, b, std::min(block_end, b + kScaleRun), amax_run);
+    const float amax = amax_run[(b - block_begin) % kScaleRun];
     const int64_t base = b * blocksize;
     const uint8_t* in = packed + base / 2;
     if constexpr (T == FloatType::F32) {

@@ -112,6 +112,10 @@ float nf4_block_absmax(const Nf4Scales& scales, int64_t block) {
   return scaled + scales.offset;
 }
 
+void nf4_blocks_absmax(const Nf4Scales& scales, int64_t block_begin, int64_t block_end, float* out) {
+  for (int64_t b = block_begin; b < block_end; ++b) out[b - block_begin] = nf4_block_absmax(scales, b);
+}
+
 void nf4_quantize_blocks_ref(QuantType4 type, FloatType in_type, const void* in, int64_t n, int64_t blocksize,
                              uint8_t* packed, float* absmax, int64_t block_begin, int64_t block_end) {
   for (int64_t b = block_begin; b < block_end; ++b) {

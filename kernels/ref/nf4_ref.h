@@ -96,6 +96,9 @@ struct Nf4Scales {
 // absmax of block b, rebuilt for DQ with two separately rounded float32 operations (no FMA): this file is
 // compiled with -ffp-contract=off.
 float nf4_block_absmax(const Nf4Scales& scales, int64_t block);
+// The same for blocks [block_begin, block_end) into out (block_end - block_begin floats), one call per run of
+// blocks (the CPU path fetches its scales 256 at a time).
+void nf4_blocks_absmax(const Nf4Scales& scales, int64_t block_begin, int64_t block_end, float* out);
 
 // Quantizes n values `in` (type in_type) into packed (ceil(n/2)) uint8 and absmax (nblocks) float32.
 void nf4_quantize_ref(QuantType4 type, FloatType in_type, const void* in, int64_t n, int64_t blocksize,
