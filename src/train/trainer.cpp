@@ -193,10 +193,12 @@ class Trainer {
     if (resume) restore();
     else if (!list_checkpoints(cfg_.output_dir).empty())
       log::warn(str(cfg_.output_dir, " already holds checkpoints; starting from step 0 (pass --resume to continue)"));
-    const std::string metrics_path = fs::join(cfg_.output_dir, "metrics.jsonl");
-    if (!resume) fs::write_text_atomic(metrics_path, "");  // a fresh run starts a fresh history
-    // On resume, drop what the interrupted run logged after its checkpoint: it is about to be redone.
-    metrics_ = MetricsLog(metrics_path, resume ? state_.global_step : -1);
+    if (cfg_.report_to == ReportTo::Jsonl) {
+      const std::string metrics_path = fs::join(cfg_.output_dir, "metrics.jsonl");
+      if (!resume) fs::write_text_atomic(metrics_path, "");  // a fresh run starts a fresh history
+      // On resume, drop what the interrupted run logged after its checkpoint: it is about to be redone.
+      metrics_ = MetricsLog(metrics_path, resume ? state_.global_step : -1);
+    }
     fs::write_text_atomic(fs::join(cfg_.output_dir, "training_config.json"), qlora::to_json(cfg_).dump(2) + "\n");
 
     StopSignalGuard signals;
