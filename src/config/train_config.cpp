@@ -48,7 +48,9 @@ constexpr EnumName<DatasetFormat> kDatasetFormatNames[] = {
     {DatasetFormat::Auto, "auto"},          {DatasetFormat::Alpaca, "alpaca"},
     {DatasetFormat::AlpacaClean, "alpaca-clean"}, {DatasetFormat::Chip2, "chip2"},
     {DatasetFormat::SelfInstruct, "self-instruct"}, {DatasetFormat::HhRlhf, "hh-rlhf"},
-    {DatasetFormat::Oasst1, "oasst1"},      {DatasetFormat::InputOutput, "input-output"}};
+    {DatasetFormat::Oasst1, "oasst1"},      {DatasetFormat::InputOutput, "input-output"},
+    {DatasetFormat::UnnaturalInstructions, "unnatural-instructions"}, {DatasetFormat::FlanV2, "flan-v2"},
+    {DatasetFormat::Longform, "longform"},  {DatasetFormat::Vicuna, "vicuna"}};
 constexpr EnumName<ReportTo> kReportToNames[] = {{ReportTo::Jsonl, "jsonl"}, {ReportTo::None, "none"}};
 
 template <class E, size_t N>

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 
@@ -10,6 +11,7 @@
 #include "qlora/common/error.h"
 #include "qlora/common/fs.h"
 #include "qlora/config/train_config.h"
+#include "qlora/data/dataset.h"
 
 namespace {
 
@@ -379,3 +381,17 @@ TEST(TrainConfig, FormatTableHasOneRowPerKey) {
 }
 
 }  // namespace
+
+// The config's dataset_format values are exactly the data module's formats plus "auto": a format the data
+// module reads can always be named in a config, and the two lists cannot drift apart.
+TEST(ConfigSchema, DatasetFormatsMatchTheDataModule) {
+  std::vector<std::string> config_names;
+  for (const auto& k : qlora::config_schema())
+    if (k.name == "dataset_format") config_names = k.choices;
+  ASSERT_FALSE(config_names.empty());
+  std::vector<std::string> want = qlora::data::dataset_format_names();
+  want.push_back("auto");
+  std::sort(want.begin(), want.end());
+  std::sort(config_names.begin(), config_names.end());
+  EXPECT_EQ(config_names, want);
+}

@@ -56,9 +56,14 @@ enum class DatasetFormat {
   Chip2,         // "chip2": text split on "\n<bot>: "
   SelfInstruct,  // "self-instruct": prompt -> input, completion -> output
   HhRlhf,        // "hh-rlhf": input "", output = chosen dialogue
-  Oasst1,        // "oasst1": input "", output = text
+  Oasst1,        // "oasst1": input "", output = text (guanaco rows, or raw OASST1 message trees)
   InputOutput,   // "input-output": the file already has input/output columns
+  UnnaturalInstructions,  // "unnatural-instructions": instances[].instruction_with_input / output
+  FlanV2,        // "flan-v2": inputs/targets
+  Longform,      // "longform": input/output of akoksal/LongForm
+  Vicuna,        // "vicuna": ShareGPT/Vicuna conversations rendered as guanaco text
 };
+// The names above are exactly data::dataset_format_names() plus "auto" (tests/base/test_config.cpp pins it).
 enum class ReportTo { Jsonl, None };           // "jsonl" = output_dir/metrics.jsonl, one object per event
 
 std::string to_string(QuantType v);
