@@ -15,32 +15,19 @@
 #include "qlora/eval/mmlu_eval.h"
 #include "qlora/eval/perplexity.h"
 #include "qlora/model/llama_load.h"
+#include "test_eval_stories.h"
 
 namespace {
 
 namespace ev = qlora::eval;
 
 const std::string kSourceDir = QLORA_SOURCE_DIR;
-const std::string kModelDir = kSourceDir + "/models/stories260k";
 const std::string kMmluDir = kSourceDir + "/tests/data/mmlu/hendrycks";
 const char* kSentence =
     "Once upon a time, there was a little girl named Lily. She loved to play outside in the park. One day, she saw "
     "a big, red ball. She wanted to play with it, but it was too high.";
 
-struct Stories {
-  qlora::LlamaForCausalLM model{nullptr};
-  qlora::data::Tokenizer tokenizer;
-};
-
-Stories& stories() {
-  static Stories s = [] {
-    qlora::ModelOptions options;  // fp32 on the CPU
-    auto model = qlora::load_llama(kModelDir, options);
-    model->eval();
-    return Stories{model, qlora::data::Tokenizer::load(kModelDir)};
-  }();
-  return s;
-}
+using qlora::testing::stories;
 
 std::vector<int64_t> bos_ids(const std::string& text) {
   const auto ids = stories().tokenizer.encode(text, true);

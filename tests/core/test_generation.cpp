@@ -13,12 +13,11 @@
 #include "qlora/eval/generation.h"
 #include "qlora/eval/sampling.h"
 #include "qlora/model/llama_load.h"
+#include "test_eval_stories.h"
 
 namespace {
 
 namespace ev = qlora::eval;
-
-const std::string kModelDir = std::string(QLORA_SOURCE_DIR) + "/models/stories260k";
 
 // SOURCE.md: greedy ids from BOS (id 1), first 40, and the start of llama2.c's printed sample.
 const std::vector<int64_t> kGreedy40 = {403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317,
@@ -27,18 +26,7 @@ const std::vector<int64_t> kGreedy40 = {403, 407, 261, 378, 432, 383, 286, 261, 
 const char* kSampleStart =
     "Once upon a time, there was a little girl named Lily. She loved to play outside in the park.";
 
-struct Stories {
-  qlora::LlamaForCausalLM model{nullptr};
-  qlora::data::Tokenizer tokenizer;
-};
-
-Stories& stories() {
-  static Stories s = [] {
-    qlora::ModelOptions options;  // fp32 on the CPU
-    return Stories{qlora::load_llama(kModelDir, options), qlora::data::Tokenizer::load(kModelDir)};
-  }();
-  return s;
-}
+using qlora::testing::stories;
 
 ev::GenerationOptions greedy(int64_t max_new_tokens) {
   ev::GenerationOptions o;

@@ -7,7 +7,9 @@ windows of W tokens start every S tokens; a window scores the targets after its 
 window scored; NLL = -log_softmax(logits)[target] summed over every scored target of every document, divided
 by their count. Documents: texts from the bundled demo data (data/demo/alpaca_demo.jsonl, "output" fields),
 short ones and one long one spanning several 512-token windows, as JSONL with a "text" field and as a plain
-text file. Cases: the default window (the model's 512, stride 511), and W 100 / S 37 with batch 3.
+text file. Cases: the default window (the model's 512, stride 511), and W 100 / S 37 with batch 3; and the
+model with a PEFT LoRA adapter (r 8, alpha 16, all seven projections, B drawn non-zero so that it changes the
+output) saved by peft and loaded with --adapter, against peft's PeftModel.
 
 Tolerance 1e-5 on nll_per_token (the brief's): both sides use fp32 logits with the same op order up to BLAS
 summation order (~1e-6 per log-prob, averaging over ~2k tokens); sums are in double on our side and in
@@ -53,6 +55,23 @@ def reference_nll(model, tok, texts, window, stride):
     return nll / count, count
 
 
+def make_adapter(model, out):
+    """A peft LoRA adapter on every projection with non-zero B (a fresh adapter would change nothing)."""
+    import peft
+    import torch
+    config = peft.LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, task_type="CAUSAL_LM",
+                             target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
+                                             "down_proj"])
+    lora = peft.get_peft_model(model, config)
+    gen = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for name, p in lora.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.05)
+    lora.save_pretrained(out, safe_serialization=True)
+    return lora.eval()
+
+
 def ours(bin_dir, work, path, label, extra=()):
     out = os.path.join(work, f"{label}.json")
     tl.run([os.path.join(bin_dir, "qlora-eval"), "--model", MODEL, "--perplexity", path, "--json", out, *extra],
@@ -63,7 +82,7 @@ def ours(bin_dir, work, path, label, extra=()):
 
 def main():
     args = tl.parse_args()
-    torch, transformers = tl.require("torch", "transformers")
+    torch, transformers, _ = tl.require("torch", "transformers", "peft")
     torch.set_num_threads(1)  # a 260K-parameter model; threads only spin on a loaded machine
     tok = transformers.LlamaTokenizer(os.path.join(MODEL, "tokenizer.model"), legacy=True)
     model = transformers.LlamaForCausalLM.from_pretrained(MODEL, dtype=torch.float32).eval()
@@ -93,6 +112,18 @@ def main():
         assert got["tokens"] == count, f"{label}: {got['tokens']} scored tokens, reference {count}"
         assert diff <= TOL, f"{label}: nll_per_token differs by {diff} > {TOL}"
         assert abs(got["perplexity"] - math.exp(got["nll_per_token"])) < 1e-9 * got["perplexity"]
+
+    # With a LoRA adapter written by peft.
+    adapter_dir = os.path.join(work, "adapter")
+    base_nll, _ = reference_nll(model, tok, texts, context, context - 1)
+    lora = make_adapter(model, adapter_dir)
+    ref, count = reference_nll(lora, tok, texts, context, context - 1)
+    got = ours(args.bin_dir, work, jsonl, "adapter", ("--adapter", adapter_dir))
+    diff = abs(got["nll_per_token"] - ref)
+    print(f"  adapter: ours {got['nll_per_token']:.8f} peft {ref:.8f} |diff| {diff:.2e} (base model {base_nll:.8f})")
+    assert abs(ref - base_nll) > 1e-3, "the adapter does not change the model; the case would prove nothing"
+    assert got["tokens"] == count
+    assert diff <= TOL, f"adapter: nll_per_token differs by {diff} > {TOL}"
 
 
 if __name__ == "__main__":
