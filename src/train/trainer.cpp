@@ -1,6 +1,7 @@
 // The training loop behind qlora-train. See trainer.h for the order of work and the resume contract.
 #include "qlora/train/trainer.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <csignal>
@@ -11,6 +12,7 @@
 #include "qlora/common/fs.h"
 #include "qlora/common/log.h"
 #include "qlora/data/data_module.h"
+#include "qlora/eval/mmlu_eval.h"
 #include "qlora/model/llama_load.h"
 #include "qlora/optim/grad_clip.h"
 #include "qlora/optim/lr_schedule.h"
@@ -251,6 +253,23 @@ class Trainer {
     mo.gradient_checkpointing = cfg_.gradient_checkpointing;
     model_ = load_llama(cfg_.model_name_or_path, mo);
     model_->train();
+    if (cfg_.do_mmlu_eval) {
+      // As the reference's MMLU callback: the benchmark is read and tokenized once, then scored after
+      // every evaluation (qlora-reference.md section 6).
+      eval::MmluOptions mmlu;
+      mmlu.data = cfg_.mmlu_dataset;
+      mmlu.split = cfg_.mmlu_split == MmluSplit::Test ? mmlu::Split::Test : mmlu::Split::Val;
+      mmlu.shots = static_cast<int>(cfg_.mmlu_shots);
+      mmlu.max_questions = cfg_.max_mmlu_samples;
+      // The reference's 2048 is LLaMA's context; a model with a shorter one gets its own.
+      const int64_t context = model_->config().max_position_embeddings;
+      mmlu.max_len = std::min<int64_t>(cfg_.mmlu_source_max_len, context);
+      if (mmlu.max_len < cfg_.mmlu_source_max_len)
+        log::warn(str("mmlu_source_max_len ", cfg_.mmlu_source_max_len, " exceeds the model context; using ", context));
+      mmlu_ = std::make_unique<eval::MmluEvaluator>(*tokenizer_, mmlu, model_->config().max_position_embeddings);
+      log::info(str("MMLU (", mmlu::split_name(mmlu.split), ", ", mmlu.shots, "-shot): ", mmlu_->requests().size(),
+                    " questions after every evaluation"));
+    }
     params_ = model_->trainable_parameters();
     optimizer_ = std::make_unique<optim::PagedAdamW>(named_lora_parameters(*model_), adamw_options_of(cfg_));
     max_steps_ = total_steps_of(cfg_, data_, batching_);
@@ -381,6 +400,20 @@ class Trainer {
     state_.log_history.push_back(record);
     state_.last_eval_step = state_.global_step;
     log::info(str("eval at step ", state_.global_step, ": eval_loss ", e.loss, " over ", e.examples, " examples"));
+    if (mmlu_) run_mmlu_eval();
+  }
+
+  void run_mmlu_eval() {
+    const eval::MmluResult r = mmlu_->run(*model_);
+    const std::string split = cfg_.mmlu_split == MmluSplit::Test ? "test" : "eval";
+    json record = {{"event", "mmlu"}, {"step", state_.global_step}, {"epoch", epoch()}};
+    const auto metrics = mmlu::metrics(r.report, split);  // named: items() must not outlive it
+    for (const auto& [k, v] : metrics.items()) record[k] = v;
+    record["mmlu_seconds"] = r.seconds;
+    metrics_.append(record);
+    state_.log_history.push_back(record);
+    log::info(str("MMLU at step ", state_.global_step, ": macro ", r.report.macro, ", micro ", r.report.micro,
+                  " (", r.predictions.size(), " questions)"));
   }
 
   void save() {
@@ -445,6 +478,7 @@ class Trainer {
   data::BatchingOptions batching_;
   std::unique_ptr<data::TrainBatchStream> stream_;
   std::vector<data::Batch> eval_batches_;
+  std::unique_ptr<eval::MmluEvaluator> mmlu_;  // when do_mmlu_eval
   LlamaForCausalLM model_{nullptr};
   std::vector<at::Tensor> params_;
   std::unique_ptr<optim::PagedAdamW> optimizer_;
