@@ -83,15 +83,18 @@ int main(int argc, char** argv) {
     };
     const ev::MmluResult r = evaluator->run(*m.model, progress);
     std::cout << qlora::mmlu::format_table(r.report);
-    std::printf("MMLU %s, %d-shot: micro accuracy %.4f (%lld/%lld), macro accuracy %.4f over %zu subjects\n",
-                r.report.split.c_str(), mo.shots, r.report.micro, static_cast<long long>(r.report.correct),
+    // A qlora prebuilt prompt file fixes its own shots (requests say -1).
+    const bool prebuilt = !evaluator->requests().empty() && evaluator->requests().front().shots < 0;
+    const std::string shots_label = prebuilt ? "prebuilt prompts" : std::to_string(mo.shots) + "-shot";
+    std::printf("MMLU %s, %s: micro accuracy %.4f (%lld/%lld), macro accuracy %.4f over %zu subjects\n",
+                r.report.split.c_str(), shots_label.c_str(), r.report.micro, static_cast<long long>(r.report.correct),
                 static_cast<long long>(r.report.total), r.report.macro, r.report.subjects.size());
     std::fprintf(stderr, "qlora-eval: scored in %.3f s (%lld forward tokens for %lld prompt tokens)\n", r.seconds,
                  static_cast<long long>(r.forward_tokens), static_cast<long long>(r.prompt_tokens));
     if (!predictions_file.empty()) qlora::mmlu::write_predictions(predictions_file, r.predictions);
     if (!json_file.empty()) {
       nlohmann::ordered_json j = qlora::mmlu::to_json(r.report);
-      j["shots"] = mo.shots;
+      j["shots"] = prebuilt ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(mo.shots);
       j["max_len"] = evaluator->max_len();
       j["seconds"] = r.seconds;
       j["forward_tokens"] = r.forward_tokens;

@@ -49,8 +49,8 @@ int main(int argc, char** argv) {
     app.add_option("--prompt", prompt, "the prompt (the question in chat mode); may be empty");
     app.add_option("--prompts", prompts_file, "prompts file: one per line, or JSONL with \"prompt\"/\"input\"");
     app.add_flag("--interactive", interactive, "chat on stdin, one question per line, history kept (/reset)");
-    app.add_flag("--chat,!--no-chat", chat, "wrap prompts in the Guanaco chat template and stop at ### Human:")
-        ->capture_default_str();
+    app.add_flag("--chat,!--no-chat", chat,
+                 "wrap prompts in the Guanaco chat template and stop at ### Human: (default: --chat)");
     app.add_option("--system", system, "system line of the chat template")->capture_default_str();
     app.add_option("--temperature", gen.sampling.temperature, "0 = greedy")->capture_default_str();
     app.add_option("--top-p", gen.sampling.top_p, "nucleus mass, 1 = off")->capture_default_str();
