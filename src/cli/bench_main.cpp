@@ -3,6 +3,8 @@
 //       dequantize_4bit bandwidth (GB/s of bytes read + written) for fp32 and bf16 outputs of NF4+DQ weights,
 //       against a copy of the same traffic measured in the same run (memcpy on the CPU, device-to-device
 //       cudaMemcpy on a GPU when one is available), and the ratio. See qlora/quant/nf4_bench.h.
+//   qlora-bench train [--shape 7b|13b|small|tiny|auto] [--seq-len 512] [--steps 10] [--json FILE]
+//       QLoRA training steps on random weights: tokens/s and peak memory (qlora/train/train_bench.h).
 // Exit codes: 0 ok, 2 bad input, 1 internal error.
 #include <CLI/CLI.hpp>
 #include <cstdio>
@@ -11,6 +13,7 @@
 #include "qlora/common/error.h"
 #include "qlora/common/fs.h"
 #include "qlora/quant/nf4_bench.h"
+#include "qlora/train/train_bench.h"
 
 int main(int argc, char** argv) {
   return qlora::run_cli("qlora-bench", [&]() -> int {
@@ -31,11 +34,36 @@ int main(int argc, char** argv) {
     nf4_cmd->add_flag("--no-cuda", no_cuda, "CPU only, even with a CUDA device");
     nf4_cmd->add_option("--json", json_path, "also write the results to this JSON file");
 
+    qlora::train::TrainBenchOptions train;
+    std::string train_json;
+    auto* train_cmd = app.add_subcommand("train", "QLoRA training steps on a random model: tokens/s, peak memory");
+    train_cmd->add_option("--shape", train.shape, "7b | 13b | small | tiny | auto (7b on CUDA, small on CPU)")->capture_default_str();
+    train_cmd->add_option("--device", train.device, "cpu | cuda | auto")->capture_default_str();
+    train_cmd->add_option("--seq-len", train.seq_len, "tokens per sequence")->capture_default_str();
+    train_cmd->add_option("--batch", train.batch, "sequences per step")->capture_default_str();
+    train_cmd->add_option("--steps", train.steps, "optimizer steps")->capture_default_str();
+    train_cmd->add_option("--warmup", train.warmup, "untimed first steps")->capture_default_str();
+    train_cmd->add_option("--lora-r", train.lora_r, "LoRA rank")->capture_default_str();
+    train_cmd->add_option("--lora-dropout", train.lora_dropout, "LoRA dropout")->capture_default_str();
+    train_cmd->add_flag("!--no-quantize", train.quantize, "16-bit base instead of NF4+DQ");
+    train_cmd->add_flag("!--no-gradient-checkpointing", train.gradient_checkpointing, "keep activations");
+    train_cmd->add_option("--json", train_json, "also write the results to this JSON file");
+
     try {
       app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
       const int rc = app.exit(e);
       return rc == 0 ? 0 : 2;  // usage errors are bad input
+    }
+
+    const auto print = [](const std::string& line) {
+      std::printf("%s\n", line.c_str());
+      std::fflush(stdout);
+    };
+    if (train_cmd->parsed()) {
+      const nlohmann::json result = qlora::train::run_train_bench(train, print);
+      if (!train_json.empty()) qlora::fs::write_text_atomic(train_json, result.dump(2) + "\n");
+      return 0;
     }
 
     nf4.cuda = !no_cuda;
