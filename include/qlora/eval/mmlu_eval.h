@@ -14,6 +14,16 @@
 // (same subject: the header and the K shots) only runs the tokens after the common prefix, because the cache
 // still holds the previous prompt: 5-shot MMLU then costs about the question tokens instead of the whole
 // prompt. Reuse changes only floating-point rounding (the same sums in another blocking), not the math.
+//
+// In a training loop (load and tokenize once, score at every evaluation):
+//   qlora::eval::MmluOptions mo;
+//   mo.data = cfg.mmlu_dataset;  mo.split = qlora::mmlu::parse_split("eval");  mo.shots = cfg.mmlu_shots;
+//   mo.max_questions = cfg.max_mmlu_samples;
+//   mo.max_len = std::min(cfg.mmlu_source_max_len, model->config().max_position_embeddings);
+//   qlora::eval::MmluEvaluator mmlu(tokenizer, mo, model->config().max_position_embeddings);
+//   ...
+//   qlora::eval::MmluResult r = mmlu.run(*model);           // no grad, eval mode, training mode restored
+//   nlohmann::ordered_json m = qlora::mmlu::metrics(r.report, "eval");  // mmlu_eval_accuracy (macro), ...
 #pragma once
 #include <cstdint>
 #include <functional>
