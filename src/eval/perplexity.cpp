@@ -99,7 +99,8 @@ PerplexityResult perplexity(LlamaForCausalLMImpl& model, const std::vector<std::
   result.windows = static_cast<int64_t>(windows.size());
   QLORA_INPUT_CHECK(!windows.empty(), "perplexity: nothing to score (every document is empty: BOS alone)");
 
-  at::NoGradGuard no_grad;
+  // Inference mode: no autograd, and no version counters or view metadata on the activations.
+  c10::InferenceMode inference_mode;
   const bool was_training = model.is_training();
   model.eval();
   const bool on_cuda = model.device().is_cuda();
