@@ -15,7 +15,6 @@
 #include <vector>
 
 #if defined(__GLIBC__)
-#include <malloc.h>
 #endif
 
 #include "qlora/common/error.h"
@@ -25,26 +24,7 @@
 #include "qlora/eval/perplexity.h"
 #include "qlora/model/llama_config.h"
 
-namespace {
-
-// A forward pass allocates and frees the same large activations (MBs: MLP intermediates, (B, T, V) logits)
-// batch after batch. glibc's defaults hand blocks over 128 KiB back to the kernel (mmap/munmap, trim at
-// 128 KiB), so every batch page-faults its activations in afresh: 2.6M minor faults and about 13% of the
-// forward time on the 58M-parameter bench model (scripts/bench_forward.py). Keeping freed memory in the heap
-// (blocks up to 32 MiB, glibc's largest mmap threshold, come from the heap; up to 1 GiB of free top kept;
-// the heap grows 256 MiB at a time) cuts that to 0.17M faults. Peak RSS grows by about 5%.
-void keep_freed_tensor_memory() {
-#if defined(__GLIBC__)
-  mallopt(M_MMAP_THRESHOLD, 32 << 20);
-  mallopt(M_TRIM_THRESHOLD, 1 << 30);
-  mallopt(M_TOP_PAD, 256 << 20);
-#endif
-}
-
-}  // namespace
-
 int main(int argc, char** argv) {
-  keep_freed_tensor_memory();
   return qlora::run_cli("qlora-eval", [&]() -> int {
     namespace ev = qlora::eval;
     CLI::App app{"qlora-eval: perplexity of a text file and MMLU accuracy of a LLaMA model (+ LoRA adapter)"};

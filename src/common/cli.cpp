@@ -1,5 +1,6 @@
 #include "qlora/common/cli.h"
 
+#include <malloc.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -11,7 +12,28 @@
 
 namespace qlora {
 
+namespace {
+
+// A forward pass allocates and frees the same large activations (MBs: MLP intermediates, (B, T, V) logits)
+// batch after batch. glibc's defaults hand blocks over 128 KiB back to the kernel (mmap/munmap, trim at
+// 128 KiB), so every batch page-faults its activations in afresh: 2.6M minor faults and about 13% of the
+// forward time on the 58M-parameter bench model (scripts/bench_forward.py). Keeping freed memory in the heap
+// (blocks up to 32 MiB, glibc's largest mmap threshold, come from the heap; up to 1 GiB of free top kept;
+// the heap grows 256 MiB at a time) cuts that to 0.17M faults. Peak RSS grows by about 5%.
+
+// Every program gets it through run_cli (training and generation allocate the same way).
+void keep_freed_tensor_memory() {
+#if defined(__GLIBC__)
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  mallopt(M_TOP_PAD, 256 << 20);
+#endif
+}
+
+}  // namespace
+
 int run_cli(const std::string& program, const std::function<int()>& body) {
+  keep_freed_tensor_memory();
   try {
     return body();
   } catch (const Error& e) {

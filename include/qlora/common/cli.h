@@ -1,5 +1,5 @@
-// What every main does around its body: catch qlora::Error and report it with the right exit code
-// (2 for bad input or usage, 1 for internal errors), never a crash or an uncaught exception.
+// What every main does around its body: keep freed tensor memory in the heap (glibc mallopt; see cli.cpp) and
+// report qlora::Error with the right exit code (2 for bad input or usage, 1 for internal errors), never a crash.
 #pragma once
 #include <functional>
 #include <string>
