@@ -1,4 +1,6 @@
 // qlora-data: look at a dataset the way the trainer will see it, and tokenize text in bulk.
+//   qlora-data show --config FILE [--set key=value ...] [-n N] [--json] [--split train|eval]
+//       the examples exactly as a qlora-train run of that config sees them (dataset, format, lengths, split, seed)
 //   qlora-data show --dataset FILE [--dataset-format F] [--tokenizer PATH | --model DIR]
 //                   [--source-max-len N] [--target-max-len N] [--train-on-source] [-n N] [--json]
 //                   [--split train|eval] [--eval-dataset-size N] [--seed S]
@@ -10,7 +12,10 @@
 #include <iostream>
 
 #include "qlora/common/cli.h"
+#include "qlora/common/error.h"
+#include "qlora/config/train_config.h"
 #include "qlora/data/inspect.h"
+#include "qlora/train/trainer.h"
 
 int main(int argc, char** argv) {
   return qlora::run_cli("qlora-data", [&]() -> int {
@@ -24,7 +29,11 @@ int main(int argc, char** argv) {
 
     qlora::data::ShowOptions show;
     auto* show_cmd = app.add_subcommand("show", "print the first N examples: source/target text, ids, labels");
-    show_cmd->add_option("--dataset", show.data.dataset, "dataset file (.json, .jsonl, .jsonl.gz)")->required();
+    std::string config_path;
+    std::vector<std::string> overrides;
+    show_cmd->add_option("--config", config_path, "a qlora-train config: show its data as the run sees it");
+    show_cmd->add_option("--set", overrides, "with --config: override one key, KEY=VALUE (repeatable)");
+    show_cmd->add_option("--dataset", show.data.dataset, "dataset file (.json, .jsonl, .jsonl.gz)");
     show_cmd->add_option("--dataset-format", show.data.dataset_format, "format (default: inferred from the keys)");
     add_tokenizer_flags(show_cmd);
     show_cmd->add_option("--source-max-len", show.data.source_max_len, "source tokens kept, BOS included")
@@ -56,10 +65,22 @@ int main(int argc, char** argv) {
       const int rc = app.exit(e);
       return rc == 0 ? 0 : 2;  // usage errors are bad input
     }
+    if (*show_cmd && !config_path.empty()) {
+      // The run's own data options (the mapping qlora-train uses); the split flags still choose what to print.
+      qlora::TrainConfig cfg = qlora::load_config(config_path);
+      qlora::apply_overrides(cfg, overrides);
+      qlora::validate(cfg);
+      show.data = qlora::train::data_options_of(cfg);
+      if (model.empty() && tokenizer.empty()) model = cfg.model_name_or_path;
+    } else if (*show_cmd) {
+      QLORA_INPUT_CHECK(!show.data.dataset.empty(), "qlora-data show: --dataset FILE or --config FILE is required");
+      QLORA_INPUT_CHECK(overrides.empty(), "qlora-data show: --set needs --config");
+    }
     const auto tok = qlora::data::Tokenizer::load(qlora::data::resolve_tokenizer_path(tokenizer, model));
     if (*show_cmd) {
       show.eval_split = split == "eval";
-      show.data.do_eval = show.eval_split;
+      // With a config the run's own split holds (its train rows exclude the eval rows); --split eval needs one.
+      show.data.do_eval = config_path.empty() ? show.eval_split : (show.data.do_eval || show.eval_split);
       qlora::data::show_examples(show, tok, std::cout);
     } else {
       qlora::data::tokenize_jsonl(tok, input, output, add_bos, add_eos);

@@ -77,23 +77,6 @@ at::ScalarType compute_dtype_of(const TrainConfig& cfg) {
   return at::kFloat;
 }
 
-data::DataOptions data_options_of(const TrainConfig& cfg) {
-  data::DataOptions d;
-  d.dataset = cfg.dataset;
-  d.dataset_format = cfg.dataset_format == DatasetFormat::Auto ? "" : to_string(cfg.dataset_format);
-  d.source_max_len = cfg.source_max_len;
-  d.target_max_len = cfg.target_max_len;
-  d.train_on_source = cfg.train_on_source;
-  d.group_by_length = cfg.group_by_length;
-  d.max_train_samples = cfg.max_train_samples;
-  d.max_eval_samples = cfg.max_eval_samples;
-  d.do_eval = cfg.do_eval;
-  d.eval_dataset_size = cfg.eval_dataset_size;
-  d.seed = static_cast<uint64_t>(cfg.seed);
-  d.data_seed = cfg.data_seed;
-  d.packing = cfg.packing;
-  return d;
-}
 
 optim::AdamWOptions adamw_options_of(const TrainConfig& cfg) {
   optim::AdamWOptions o;
@@ -490,6 +473,24 @@ class Trainer {
 };
 
 }  // namespace
+
+data::DataOptions data_options_of(const TrainConfig& cfg) {
+  data::DataOptions d;
+  d.dataset = cfg.dataset;
+  d.dataset_format = cfg.dataset_format == DatasetFormat::Auto ? "" : to_string(cfg.dataset_format);
+  d.source_max_len = cfg.source_max_len;
+  d.target_max_len = cfg.target_max_len;
+  d.train_on_source = cfg.train_on_source;
+  d.group_by_length = cfg.group_by_length;
+  d.max_train_samples = cfg.max_train_samples;
+  d.max_eval_samples = cfg.max_eval_samples;
+  d.do_eval = cfg.do_eval;
+  d.eval_dataset_size = cfg.eval_dataset_size;
+  d.seed = static_cast<uint64_t>(cfg.seed);
+  d.data_seed = cfg.data_seed;
+  d.packing = cfg.packing;
+  return d;
+}
 
 int run_training(const TrainConfig& cfg, bool resume) {
   Trainer trainer(cfg);
