@@ -1,4 +1,5 @@
 // Batched generation with the KV cache, stop strings, and the chat session (see qlora/eval/generation.h).
+#include "qlora/common/util.h"
 #include "qlora/eval/generation.h"
 
 #include <algorithm>
@@ -14,10 +15,6 @@ namespace qlora::eval {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-double seconds_since(Clock::time_point t0) {
-  return std::chrono::duration<double>(Clock::now() - t0).count();
-}
 
 std::vector<int32_t> to_int32(const std::vector<int64_t>& ids) { return {ids.begin(), ids.end()}; }
 

@@ -1,4 +1,5 @@
 // Perplexity over documents with context windows (see qlora/eval/perplexity.h).
+#include "qlora/common/util.h"
 #include "qlora/eval/perplexity.h"
 
 #include <torch/cuda.h>
@@ -14,10 +15,6 @@
 namespace qlora::eval {
 
 namespace {
-
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
 
 bool is_json_records_file(const std::string& path) {
   for (const char* ext : {".jsonl", ".json", ".jsonl.gz", ".json.gz"}) {

@@ -1,6 +1,7 @@
 // MMLU protocol: data, prompts (hendrycks format), fitting to the context, requests, report.
 // See include/qlora/io/mmlu.h; reference: qlora-reference.md section 6, hendrycks/test evaluate.py,
 // evaluate_flan.py and categories.py.
+#include "qlora/common/util.h"
 #include "qlora/io/mmlu.h"
 
 #include <algorithm>
@@ -172,10 +173,6 @@ int parse_answer(const std::string& raw, const std::string& where) {
   if (a.size() == 1 && a[0] >= 'A' && a[0] <= 'D') return a[0] - 'A';
   if (a.size() == 1 && a[0] >= '0' && a[0] <= '3') return a[0] - '0';  // cais layout
   QLORA_INPUT_ERROR(where, ": answer \"", raw, "\": expected a letter A-D or an index 0-3");
-}
-
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 // The directory holding one split's CSVs: DIR/{split} or DIR/data/{split} (hendrycks data.tar layout).

@@ -1,4 +1,5 @@
 // Model directory -> LlamaForCausalLM, layer by layer (see qlora/model/llama_load.h).
+#include "qlora/common/util.h"
 #include "qlora/model/llama_load.h"
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -22,10 +23,6 @@ std::string shape_str(at::IntArrayRef shape) {
   std::string s = "[";
   for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
   return s + "]";
-}
-
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 // Where each tensor of a model directory lives: one model.safetensors, or the shards an index names.

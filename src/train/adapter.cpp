@@ -1,4 +1,5 @@
 // PEFT-format LoRA adapters: save, load, validate, copy into a model. See adapter.h.
+#include "qlora/common/util.h"
 #include "qlora/train/adapter.h"
 
 #include <cmath>
@@ -21,10 +22,6 @@ namespace {
 constexpr const char* kKeyPrefix = "base_model.model.";
 constexpr const char* kSuffixA = ".lora_A.weight";
 constexpr const char* kSuffixB = ".lora_B.weight";
-
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
 
 // Python's json.dumps writes integral numbers of an int field without ".0"; peft's lora_alpha is an int.
 json number_like_python(double x) {

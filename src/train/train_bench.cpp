@@ -1,3 +1,4 @@
+#include "qlora/common/util.h"
 #include "qlora/train/train_bench.h"
 
 #include <chrono>
@@ -34,10 +35,6 @@ LlamaConfig shape_config(const std::string& shape) {
   c.num_key_value_heads = c.num_attention_heads;
   c.head_dim = c.hidden_size / c.num_attention_heads;
   return c;
-}
-
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
 }  // namespace

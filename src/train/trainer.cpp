@@ -1,4 +1,5 @@
 // The training loop behind qlora-train. See trainer.h for the order of work and the resume contract.
+#include "qlora/common/util.h"
 #include "qlora/train/trainer.h"
 
 #include <algorithm>
@@ -162,10 +163,6 @@ struct TrainerState {
     return s;
   }
 };
-
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
 
 // ---- the run ----------------------------------------------------------------------------------------------
 
