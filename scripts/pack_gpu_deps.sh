@@ -6,7 +6,7 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 out="$root/.gpu-deps"
 packages=(libsentencepiece-dev libsentencepiece0 nlohmann-json3-dev libyaml-cpp-dev
-          libyaml-cpp0.7 libcli11-dev libspdlog-dev libspdlog1.10 libfmt-dev libfmt9 libgtest-dev zlib1g-dev zlib1g)
+          libyaml-cpp0.7 libgloo-dev libcli11-dev libspdlog-dev libspdlog1.10 libfmt-dev libfmt9 libgtest-dev zlib1g-dev zlib1g)
 rm -rf "$out"
 mkdir -p "$out"
 for p in "${packages[@]}"; do

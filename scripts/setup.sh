@@ -8,7 +8,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 VENV=${QLORA_VENV:-$HOME/.cache/qlora/venv}
 
 packages=(build-essential cmake ninja-build ccache pkg-config git python3 python3-venv
-          libsentencepiece-dev zlib1g-dev nlohmann-json3-dev libyaml-cpp-dev libcli11-dev libspdlog-dev libgtest-dev)
+          libsentencepiece-dev libgloo-dev zlib1g-dev nlohmann-json3-dev libyaml-cpp-dev libcli11-dev libspdlog-dev libgtest-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -29,6 +29,13 @@ void set_level(Level level) {
   }
 }
 
+void set_prefix(const std::string& prefix) {
+  // spdlog patterns treat '%' as a flag: a literal one is "%%".
+  std::string escaped;
+  for (char c : prefix) escaped += c == '%' ? std::string("%%") : std::string(1, c);
+  logger().set_pattern("[%H:%M:%S] [%^%l%$] " + escaped + "%v");
+}
+
 Level level_from_string(const std::string& name) {
   if (name == "debug") return Level::Debug;
   if (name == "info") return Level::Info;

@@ -52,6 +52,9 @@ constexpr EnumName<DatasetFormat> kDatasetFormatNames[] = {
     {DatasetFormat::UnnaturalInstructions, "unnatural-instructions"}, {DatasetFormat::FlanV2, "flan-v2"},
     {DatasetFormat::Longform, "longform"},  {DatasetFormat::Vicuna, "vicuna"}};
 constexpr EnumName<ReportTo> kReportToNames[] = {{ReportTo::Jsonl, "jsonl"}, {ReportTo::None, "none"}};
+constexpr EnumName<DdpBackend> kDdpBackendNames[] = {
+    {DdpBackend::Auto, "auto"}, {DdpBackend::Gloo, "gloo"}, {DdpBackend::Nccl, "nccl"}};
+constexpr EnumName<Fsdp> kFsdpNames[] = {{Fsdp::None, ""}, {Fsdp::FullShard, "full_shard"}};
 
 template <class E, size_t N>
 std::string enum_to_string(const EnumName<E> (&names)[N], E v) {
@@ -79,6 +82,8 @@ std::string to_string(IntervalStrategy v) { return enum_to_string(kIntervalStrat
 std::string to_string(MmluSplit v) { return enum_to_string(kMmluSplitNames, v); }
 std::string to_string(DatasetFormat v) { return enum_to_string(kDatasetFormatNames, v); }
 std::string to_string(ReportTo v) { return enum_to_string(kReportToNames, v); }
+std::string to_string(DdpBackend v) { return enum_to_string(kDdpBackendNames, v); }
+std::string to_string(Fsdp v) { return enum_to_string(kFsdpNames, v); }
 
 const std::vector<std::string>& llama_linear_modules() {
   static const std::vector<std::string> kModules = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
@@ -216,6 +221,11 @@ std::vector<Field> make_fields() {
       key(O, "device", &C::device, kDeviceNames, "auto = cuda when available, else cpu"),
       key(O, "seed", &C::seed, "seed for LoRA init and dropout"),
       key(O, "data_seed", &C::data_seed, "seed for the data order (-1 = seed)"),
+      key(O, "ddp_backend", &C::ddp_backend, kDdpBackendNames,
+          "data-parallel collectives: auto = nccl on CUDA, gloo on the CPU (WORLD_SIZE > 1 or --nproc-per-node)"),
+      key(O, "ddp_timeout", &C::ddp_timeout, "seconds a collective waits for the other ranks before failing"),
+      key(O, "fsdp", &C::fsdp, kFsdpNames,
+          "\"full_shard\": each rank keeps 1/N of the 4-bit base, gathered per layer; \"\" = whole base per rank"),
 
       key(E, "output_dir", &C::output_dir, "directory for checkpoints, metrics and the effective config"),
       key(E, "logging_steps", &C::logging_steps, "log the mean training loss every N steps"),

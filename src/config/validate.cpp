@@ -117,6 +117,9 @@ void validate(const TrainConfig& c) {
   p.require(finite(c.max_grad_norm) && c.max_grad_norm >= 0, "max_grad_norm", "must be >= 0 (0 = no clipping)");
   p.require(finite(c.warmup_ratio) && c.warmup_ratio >= 0 && c.warmup_ratio < 1, "warmup_ratio", "must be in [0, 1)");
   p.require(c.warmup_steps >= 0, "warmup_steps", "must be >= 0");
+  p.require(c.ddp_timeout >= 1 && c.ddp_timeout <= 7 * 24 * 3600, "ddp_timeout", "must be 1..604800 seconds");
+  if (c.fsdp == Fsdp::FullShard)
+    p.require(c.bits == 4, "fsdp", "\"full_shard\" shards the 4-bit base: it needs bits 4");
   p.require(c.max_steps > 0 || c.max_steps == -1, "max_steps", "must be > 0, or -1 to train num_train_epochs");
   if (c.max_steps == -1)
     p.require(finite(c.num_train_epochs) && c.num_train_epochs > 0, "num_train_epochs", "must be > 0 when max_steps is -1");

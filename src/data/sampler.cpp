@@ -88,6 +88,8 @@ TrainBatchStream::TrainBatchStream(const std::vector<Example>& examples, const B
                     options.gradient_accumulation_steps);
   QLORA_INPUT_CHECK(!options.packing || options.pack_len >= 1, "packing needs a positive pack length, got ",
                     options.pack_len);
+  QLORA_CHECK(options.num_replicas >= 1 && options.replica_rank >= 0 && options.replica_rank < options.num_replicas,
+              "replica ", options.replica_rank, " of ", options.num_replicas);
   lengths_.reserve(examples.size());
   for (const auto& ex : examples) lengths_.push_back(ex.length);
   build_order(0);
@@ -96,7 +98,7 @@ TrainBatchStream::TrainBatchStream(const std::vector<Example>& examples, const B
 void TrainBatchStream::build_order(int64_t epoch) {
   const uint64_t s = epoch_seed(options_.seed, epoch);
   order_ = options_.group_by_length
-               ? length_grouped_indices(lengths_, options_.micro_batch_size * options_.gradient_accumulation_steps, s)
+               ? length_grouped_indices(lengths_, options_.global_micro_batch_size() * options_.gradient_accumulation_steps, s)
                : random_permutation(num_examples(), s);
 }
 
@@ -113,7 +115,7 @@ Batch TrainBatchStream::next() {
   if (cursor_.index >= n) seek({cursor_.epoch + 1, 0});
   std::vector<std::vector<int64_t>> rows;
   auto at = static_cast<size_t>(cursor_.index);
-  while (static_cast<int64_t>(rows.size()) < options_.micro_batch_size && at < order_.size()) {
+  while (static_cast<int64_t>(rows.size()) < options_.global_micro_batch_size() && at < order_.size()) {
     if (options_.packing) {
       rows.push_back(take_packed_row(*examples_, order_, at, options_.pack_len));
     } else {
@@ -121,7 +123,18 @@ Batch TrainBatchStream::next() {
     }
   }
   cursor_.index = static_cast<int64_t>(at);
-  return collate(*examples_, rows, options_.pad_id);
+  if (options_.num_replicas == 1) return collate(*examples_, rows, options_.pad_id);
+  const auto begin = static_cast<size_t>(options_.replica_rank * options_.micro_batch_size);
+  if (begin >= rows.size()) {  // this replica's share of a short last batch is empty
+    Batch filler = collate(*examples_, std::vector<std::vector<int64_t>>{rows.front()}, options_.pad_id);
+    std::fill(filler.labels.begin(), filler.labels.end(), kIgnoreIndex);
+    filler.num_loss_tokens = 0;
+    filler.filler = true;
+    return filler;
+  }
+  const size_t end = std::min(rows.size(), begin + static_cast<size_t>(options_.micro_batch_size));
+  return collate(*examples_, std::vector<std::vector<int64_t>>(rows.begin() + begin, rows.begin() + end),
+                 options_.pad_id);
 }
 
 std::vector<Batch> eval_batches(const std::vector<Example>& examples, int64_t micro_batch_size, int32_t pad_id) {

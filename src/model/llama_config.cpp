@@ -277,4 +277,34 @@ std::string LlamaConfig::to_json_text() const {
   return j.dump(2) + "\n";
 }
 
+LlamaConfig llama_shape(const std::string& name, const std::string& what) {
+  LlamaConfig c;
+  c.vocab_size = 32000;
+  c.max_position_embeddings = 2048;
+  c.rms_norm_eps = 1e-6;
+  int64_t kv_heads = 0;
+  if (name == "7b") {
+    c.hidden_size = 4096, c.intermediate_size = 11008, c.num_hidden_layers = 32, c.num_attention_heads = 32;
+  } else if (name == "13b") {
+    c.hidden_size = 5120, c.intermediate_size = 13824, c.num_hidden_layers = 40, c.num_attention_heads = 40;
+  } else if (name == "33b") {
+    c.hidden_size = 6656, c.intermediate_size = 17920, c.num_hidden_layers = 60, c.num_attention_heads = 52;
+  } else if (name == "65b") {
+    c.hidden_size = 8192, c.intermediate_size = 22016, c.num_hidden_layers = 80, c.num_attention_heads = 64;
+  } else if (name == "70b") {
+    c.hidden_size = 8192, c.intermediate_size = 28672, c.num_hidden_layers = 80, c.num_attention_heads = 64;
+    kv_heads = 8;
+    c.max_position_embeddings = 4096;
+  } else if (name == "small") {  // ~110M parameters: a CPU-sized LLaMA
+    c.hidden_size = 768, c.intermediate_size = 2048, c.num_hidden_layers = 8, c.num_attention_heads = 12;
+  } else if (name == "tiny") {
+    c.hidden_size = 256, c.intermediate_size = 688, c.num_hidden_layers = 4, c.num_attention_heads = 8;
+  } else {
+    QLORA_INPUT_ERROR(what, " '", name, "': expected 7b, 13b, 33b, 65b, 70b, small or tiny");
+  }
+  c.num_key_value_heads = kv_heads > 0 ? kv_heads : c.num_attention_heads;
+  c.head_dim = c.hidden_size / c.num_attention_heads;
+  return c;
+}
+
 }  // namespace qlora

@@ -214,12 +214,15 @@ LlamaForCausalLM build_llama(const LlamaConfig& c, const ModelOptions& options, 
   const int64_t q_out = c.num_attention_heads * D, kv_out = c.num_key_value_heads * D;
   const auto projection = [&](const std::string& name, int64_t out, int64_t in) {
     const std::string prefix = name.substr(0, name.size() - std::string("weight").size());
-    if (auto stored = source.prequantized(prefix, {out, in})) {
-      return LoraLinear(std::make_shared<const QuantizedWeight>(stored->to(options.device)));
-    }
+    const auto quantized = [&](std::shared_ptr<const QuantizedWeight> q) {
+      if (options.shard_4bit) return LoraLinear(options.shard_4bit(std::move(q), prefix.substr(0, prefix.size() - 1)));
+      return LoraLinear(std::move(q));
+    };
+    if (auto stored = source.prequantized(prefix, {out, in}))
+      return quantized(std::make_shared<const QuantizedWeight>(stored->to(options.device)));
     at::Tensor w = to_device(source.dense(name, {out, in}));  // (out, in), the only dense copy of this weight
     if (!options.quantize) return LoraLinear(w);
-    return LoraLinear(std::make_shared<const QuantizedWeight>(quantize_4bit(w, options.quant, name)));
+    return quantized(std::make_shared<const QuantizedWeight>(quantize_4bit(w, options.quant, name)));
   };
   const auto norm = [&](const std::string& name) { return RMSNorm(to_device(source.dense(name, {C})), c.rms_norm_eps); };
 

@@ -50,7 +50,8 @@ void save_llama(const LlamaForCausalLMImpl& model, const std::string& out_dir, c
     if (it != projections.end()) {
       const LoraLinear& layer = it->second;
       if (layer->quantized() && !dense_projections) {
-        const QuantizedWeight& q = *layer->quantized_weight();
+        const std::shared_ptr<const QuantizedWeight> held = layer->quantized_weight();  // gathered when sharded
+        const QuantizedWeight& q = *held;
         if (!first_4bit) first_4bit = q;
         QLORA_INPUT_CHECK(q.type == first_4bit->type && q.double_quant == first_4bit->double_quant, out_dir,
                           ": 4-bit projections with different quant types or double-quant settings cannot share one "

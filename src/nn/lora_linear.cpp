@@ -15,21 +15,23 @@ using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
 struct QuantizedWeightHolder : torch::CustomClassHolder {
-  std::shared_ptr<const QuantizedWeight> weight;
+  std::shared_ptr<const QuantizedWeight> weight;           // held whole, or
+  std::shared_ptr<const ShardedQuantizedWeight> sharded;   // gathered for each pass
+  std::shared_ptr<const QuantizedWeight> get() const { return sharded ? sharded->gather() : weight; }
 };
 
 // y = x @ dequant(W)^T. Nothing but a reference to the 4-bit weight is kept for backward, which
 // dequantizes again: the dense (out, in) copy lives only inside each pass (bitsandbytes' MatMul4Bit).
 struct Frozen4bitLinear : torch::autograd::Function<Frozen4bitLinear> {
   static at::Tensor forward(AutogradContext* ctx, at::Tensor x, c10::intrusive_ptr<QuantizedWeightHolder> holder) {
-    at::Tensor y = at::linear(x, dequantize_4bit(*holder->weight, x.scalar_type()));  // (..., out)
+    at::Tensor y = at::linear(x, dequantize_4bit(*holder->get(), x.scalar_type()));  // (..., out)
     ctx->saved_data["weight"] = c10::IValue::make_capsule(std::move(holder));
     return y;
   }
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
     auto holder = c10::static_intrusive_pointer_cast<QuantizedWeightHolder>(ctx->saved_data["weight"].toCapsule());
     const at::Tensor& grad_y = grad_outputs[0];                                         // (..., out)
-    at::Tensor grad_x = at::matmul(grad_y, dequantize_4bit(*holder->weight, grad_y.scalar_type()));  // (..., in)
+    at::Tensor grad_x = at::matmul(grad_y, dequantize_4bit(*holder->get(), grad_y.scalar_type()));  // (..., in)
     return {grad_x, at::Tensor()};
   }
 };
@@ -39,6 +41,12 @@ struct Frozen4bitLinear : torch::autograd::Function<Frozen4bitLinear> {
 at::Tensor frozen_4bit_linear(const at::Tensor& x, const std::shared_ptr<const QuantizedWeight>& qweight) {
   auto holder = c10::make_intrusive<QuantizedWeightHolder>();
   holder->weight = qweight;
+  return Frozen4bitLinear::apply(x, std::move(holder));
+}
+
+at::Tensor frozen_4bit_linear(const at::Tensor& x, const std::shared_ptr<const ShardedQuantizedWeight>& sharded) {
+  auto holder = c10::make_intrusive<QuantizedWeightHolder>();
+  holder->sharded = sharded;
   return Frozen4bitLinear::apply(x, std::move(holder));
 }
 
@@ -60,7 +68,26 @@ LoraLinearImpl::LoraLinearImpl(std::shared_ptr<const QuantizedWeight> qweight) :
   in_features_ = qweight_->shape[1];
 }
 
-at::Device LoraLinearImpl::device() const { return quantized() ? qweight_->device() : weight_.device(); }
+LoraLinearImpl::LoraLinearImpl(std::shared_ptr<const ShardedQuantizedWeight> sharded) : sharded_(std::move(sharded)) {
+  QLORA_CHECK(sharded_ != nullptr, "sharded 4-bit base weight is null");
+  out_features_ = sharded_->out_features();
+  in_features_ = sharded_->in_features();
+}
+
+at::Device LoraLinearImpl::device() const {
+  if (sharded_) return sharded_->device();
+  return qweight_ ? qweight_->device() : weight_.device();
+}
+
+std::shared_ptr<const QuantizedWeight> LoraLinearImpl::quantized_weight() const {
+  return sharded_ ? sharded_->gather() : qweight_;
+}
+
+size_t LoraLinearImpl::base_resident_bytes() const {
+  if (sharded_) return sharded_->resident_bytes();
+  if (qweight_) return qweight_->nbytes();
+  return weight_.nbytes();
+}
 
 void LoraLinearImpl::add_adapter(const LoraOptions& options, at::Generator& generator) {
   QLORA_CHECK(options.r > 0, "add_adapter with rank ", options.r);
@@ -78,7 +105,8 @@ void LoraLinearImpl::add_adapter(const LoraOptions& options, at::Generator& gene
 }
 
 at::Tensor LoraLinearImpl::base_forward(const at::Tensor& x) const {
-  if (quantized()) return frozen_4bit_linear(x, qweight_);
+  if (sharded_) return frozen_4bit_linear(x, sharded_);
+  if (qweight_) return frozen_4bit_linear(x, qweight_);
   // Dense: autograd saves only W (a frozen buffer, no copy) to give grad_x; W gets no gradient.
   return at::linear(x, weight_.scalar_type() == x.scalar_type() ? weight_ : weight_.to(x.scalar_type()));
 }
@@ -94,7 +122,7 @@ at::Tensor LoraLinearImpl::forward(const at::Tensor& x) {
 }
 
 at::Tensor LoraLinearImpl::base_weight(at::ScalarType dtype) const {
-  if (quantized()) return dequantize_4bit(*qweight_, dtype);
+  if (quantized()) return dequantize_4bit(*quantized_weight(), dtype);
   return weight_.to(dtype);
 }
 

@@ -126,7 +126,7 @@ void remove_stale_temp_checkpoints(const std::string& output_dir) {
     }
 }
 
-void save_rng_state(const std::string& path) {
+NamedTensors rng_state_tensors() {
   NamedTensors states;
   states.emplace_back("torch_cpu", at::detail::getDefaultCPUGenerator().get_state());
   if (at::hasCUDA()) {
@@ -134,7 +134,15 @@ void save_rng_state(const std::string& path) {
       states.emplace_back("torch_cuda_" + std::to_string(i),
                           at::globalContext().defaultGenerator(at::Device(at::kCUDA, i)).get_state());
   }
-  save_tensors(path, states);
+  return states;
+}
+
+void save_rng_state(const std::string& path) { save_tensors(path, rng_state_tensors()); }
+
+void save_rng_state(const std::string& path, const NamedTensors& states) { save_tensors(path, states); }
+
+std::string rng_state_file(int rank) {
+  return rank == 0 ? std::string(kRngStateFile) : "rng_state_" + std::to_string(rank) + ".safetensors";
 }
 
 void load_rng_state(const std::string& path) {

@@ -13,38 +13,12 @@
 
 namespace qlora::train {
 
-namespace {
-
-// LLaMA shapes (the Hugging Face configs of huggyllama/llama-7b and -13b) and two small ones for the CPU.
-LlamaConfig shape_config(const std::string& shape) {
-  LlamaConfig c;
-  c.vocab_size = 32000;
-  c.max_position_embeddings = 2048;
-  c.rms_norm_eps = 1e-6;
-  if (shape == "7b") {
-    c.hidden_size = 4096, c.intermediate_size = 11008, c.num_hidden_layers = 32, c.num_attention_heads = 32;
-  } else if (shape == "13b") {
-    c.hidden_size = 5120, c.intermediate_size = 13824, c.num_hidden_layers = 40, c.num_attention_heads = 40;
-  } else if (shape == "small") {  // ~110M parameters: a CPU-sized LLaMA
-    c.hidden_size = 768, c.intermediate_size = 2048, c.num_hidden_layers = 8, c.num_attention_heads = 12;
-  } else if (shape == "tiny") {
-    c.hidden_size = 256, c.intermediate_size = 688, c.num_hidden_layers = 4, c.num_attention_heads = 8;
-  } else {
-    QLORA_INPUT_ERROR("--shape '", shape, "': expected 7b, 13b, small, tiny or auto");
-  }
-  c.num_key_value_heads = c.num_attention_heads;
-  c.head_dim = c.hidden_size / c.num_attention_heads;
-  return c;
-}
-
-}  // namespace
-
 nlohmann::json run_train_bench(const TrainBenchOptions& o, const std::function<void(const std::string&)>& print) {
   QLORA_INPUT_CHECK(o.seq_len >= 2 && o.batch >= 1, "--seq-len must be >= 2 and --batch >= 1");
   QLORA_INPUT_CHECK(o.steps > o.warmup && o.warmup >= 0, "--steps must exceed --warmup");
   const at::Device device = eval::resolve_device(o.device);
   const std::string shape = o.shape == "auto" ? (device.is_cuda() ? "7b" : "small") : o.shape;
-  const LlamaConfig config = shape_config(shape);
+  const LlamaConfig config = llama_shape(shape, "--shape");
 
   ModelOptions mo;
   mo.quantize = o.quantize;

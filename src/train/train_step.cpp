@@ -20,6 +20,7 @@ BatchTensors to_tensors(const data::Batch& batch, const at::Device& device) {
     out.input_tokens += m;
     padded |= m == 0;
   }
+  if (batch.filler) out.input_tokens = 0;
   for (int32_t s : batch.segment_ids) packed |= s > 1;
   if (packed) {
     std::vector<int64_t> segments(batch.segment_ids.begin(), batch.segment_ids.end());
@@ -34,20 +35,30 @@ BatchTensors to_tensors(const data::Batch& batch, const at::Device& device) {
 }
 
 StepLoss accumulate_gradients(LlamaForCausalLMImpl& model, const std::vector<data::Batch>& micro_batches,
-                              LossNormalization normalization, const at::Device& device) {
+                              LossNormalization normalization, const at::Device& device, const StepSync& sync) {
   StepLoss out;
+  std::vector<int64_t> counts = sync.global_loss_tokens;  // label tokens of each (global) micro-batch
+  if (counts.empty())
+    for (const auto& b : micro_batches) counts.push_back(b.num_loss_tokens);
+  QLORA_CHECK(counts.size() == micro_batches.size(), "token counts for ", counts.size(), " of ",
+              micro_batches.size(), " micro-batches");
+  int64_t step_tokens = 0;
+  for (int64_t c : counts) step_tokens += c;
   for (const auto& b : micro_batches) out.loss_tokens += b.num_loss_tokens;
   const double num_micro = static_cast<double>(micro_batches.size());
   double loss = 0;
-  for (const auto& batch : micro_batches) {
-    const BatchTensors t = to_tensors(batch, device);
+  for (size_t k = 0; k < micro_batches.size(); ++k) {
+    if (k + 1 == micro_batches.size() && sync.before_last_micro_batch) sync.before_last_micro_batch();
+    const BatchTensors t = to_tensors(micro_batches[k], device);
     out.input_tokens += t.input_tokens;
-    if (t.loss_tokens == 0) continue;  // nothing to learn from (HF: NaN); counts toward num_micro as HF does
+    // Nothing to learn from (HF: NaN); counts toward num_micro as HF does. A rank with an empty share still
+    // runs the pass when the others need it (run_empty): its term is 0.
+    if (t.loss_tokens == 0 && !(sync.run_empty && counts[k] > 0)) continue;
     const at::Tensor logits = model.forward(t.input_ids, t.forward);  // (B, T, V) fp32
     const CausalLmLoss l = causal_lm_loss(logits, t.labels);
     const double denom = normalization == LossNormalization::TokenMean
-                             ? static_cast<double>(out.loss_tokens)
-                             : static_cast<double>(t.loss_tokens) * num_micro;
+                             ? static_cast<double>(step_tokens)
+                             : static_cast<double>(counts[k]) * num_micro;
     const at::Tensor term = l.nll_sum / denom;  // () fp32
     term.backward();
     loss += term.item<double>();
@@ -56,24 +67,34 @@ StepLoss accumulate_gradients(LlamaForCausalLMImpl& model, const std::vector<dat
   return out;
 }
 
-EvalLoss evaluate_loss(LlamaForCausalLMImpl& model, const std::vector<data::Batch>& batches, const at::Device& device) {
+void EvalLoss::finalize() {
+  loss = examples > 0 ? weighted_sum / static_cast<double>(examples) : 0.0;
+  token_loss = tokens > 0 ? nll_sum / static_cast<double>(tokens) : 0.0;
+}
+
+EvalLoss evaluate_loss(LlamaForCausalLMImpl& model, const std::vector<data::Batch>& batches, const at::Device& device,
+                       const EvalShard& shard) {
   const bool was_training = model.is_training();
   model.eval();
   at::NoGradGuard no_grad;
   EvalLoss out;
-  double weighted = 0, nll = 0;
-  for (const auto& batch : batches) {
+  const auto n = static_cast<int64_t>(batches.size());
+  const int64_t rounds = (n + shard.world - 1) / shard.world;
+  for (int64_t round = 0; round < rounds; ++round) {
+    const int64_t b = round * shard.world + shard.rank;
+    if (b >= n && !shard.lockstep) break;
+    const data::Batch& batch = batches[static_cast<size_t>(b < n ? b : shard.rank % n)];
     const BatchTensors t = to_tensors(batch, device);
-    if (t.loss_tokens == 0) continue;
+    if (t.loss_tokens == 0 && !shard.lockstep) continue;
     const CausalLmLoss l = causal_lm_loss(model.forward(t.input_ids, t.forward), t.labels);
+    if (b >= n || t.loss_tokens == 0) continue;  // a lockstep pass only
     const double sum = l.nll_sum.item<double>();
-    weighted += sum / static_cast<double>(t.loss_tokens) * static_cast<double>(batch.batch_size);
-    nll += sum;
+    out.weighted_sum += sum / static_cast<double>(t.loss_tokens) * static_cast<double>(batch.batch_size);
+    out.nll_sum += sum;
     out.tokens += t.loss_tokens;
     out.examples += batch.batch_size;
   }
-  out.loss = out.examples > 0 ? weighted / static_cast<double>(out.examples) : 0.0;
-  out.token_loss = out.tokens > 0 ? nll / static_cast<double>(out.tokens) : 0.0;
+  out.finalize();
   model.train(was_training);
   return out;
 }

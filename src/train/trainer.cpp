@@ -13,11 +13,15 @@
 #include "qlora/common/fs.h"
 #include "qlora/common/log.h"
 #include "qlora/data/data_module.h"
+#include "qlora/dist/grad_sync.h"
+#include "qlora/dist/process_group.h"
+#include "qlora/dist/sharded_weight.h"
 #include "qlora/eval/mmlu_eval.h"
 #include "qlora/model/llama_load.h"
 #include "qlora/optim/grad_clip.h"
 #include "qlora/optim/lr_schedule.h"
 #include "qlora/optim/paged_adamw.h"
+#include "qlora/tensor/safetensors_torch.h"
 #include "qlora/train/adapter.h"
 #include "qlora/train/checkpoint.h"
 #include "qlora/train/metrics.h"
@@ -61,15 +65,31 @@ class StopSignalGuard {
 
 // ---- configuration mapping ------------------------------------------------------------------------------
 
-at::Device resolve_device(const TrainConfig& cfg) {
+// cuda:LOCAL_RANK under a data-parallel launch (one device per rank on each node), else cuda:0.
+at::Device resolve_device(const TrainConfig& cfg, const dist::LaunchEnv& env) {
   const bool have_cuda = at::hasCUDA() && at::getNumGPUs() > 0;
+  const auto cuda = [&]() {
+    QLORA_INPUT_CHECK(static_cast<size_t>(env.local_rank) < at::getNumGPUs(), "LOCAL_RANK=", env.local_rank, " but this node has ",
+                      int(at::getNumGPUs()), " CUDA device(s): start at most that many ranks per node");
+    return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(env.local_rank));
+  };
   if (cfg.device == Device::Cpu) return at::kCPU;
   if (cfg.device == Device::Cuda) {
     QLORA_INPUT_CHECK(have_cuda, "device: \"cuda\" was asked for but no CUDA device is available",
                       have_cuda ? "" : " (use \"auto\" or \"cpu\")");
-    return at::Device(at::kCUDA, 0);
+    return cuda();
   }
-  return have_cuda ? at::Device(at::kCUDA, 0) : at::Device(at::kCPU);
+  return have_cuda ? cuda() : at::Device(at::kCPU);
+}
+
+dist::BackendKind backend_of(const TrainConfig& cfg, const at::Device& device) {
+  const dist::BackendKind kind = cfg.ddp_backend == DdpBackend::Nccl   ? dist::BackendKind::Nccl
+                                 : cfg.ddp_backend == DdpBackend::Gloo ? dist::BackendKind::Gloo
+                                 : device.is_cuda()                    ? dist::BackendKind::Nccl
+                                                                       : dist::BackendKind::Gloo;
+  QLORA_INPUT_CHECK(kind == dist::BackendKind::Gloo || device.is_cuda(),
+                    "ddp_backend \"nccl\" carries CUDA tensors only: this run is on ", device.str(), " (use \"gloo\")");
+  return kind;
 }
 
 at::ScalarType compute_dtype_of(const TrainConfig& cfg) {
@@ -100,10 +120,11 @@ int64_t total_steps_of(const TrainConfig& cfg, const data::DataModule& dm, const
   if (batching.packing) {
     data::TrainBatchStream stream(dm.train, batching);
     const auto rows = data::pack_rows(dm.train, stream.epoch_order(), batching.pack_len);
-    batches_per_epoch = (static_cast<int64_t>(rows.size()) + batching.micro_batch_size - 1) / batching.micro_batch_size;
+    batches_per_epoch = (static_cast<int64_t>(rows.size()) + batching.global_micro_batch_size() - 1) /
+                        batching.global_micro_batch_size();
   } else {
-    batches_per_epoch =
-        (static_cast<int64_t>(dm.train.size()) + batching.micro_batch_size - 1) / batching.micro_batch_size;
+    batches_per_epoch = (static_cast<int64_t>(dm.train.size()) + batching.global_micro_batch_size() - 1) /
+                        batching.global_micro_batch_size();
   }
   const int64_t updates = std::max<int64_t>(1, batches_per_epoch / cfg.gradient_accumulation_steps);
   return static_cast<int64_t>(std::ceil(cfg.num_train_epochs * static_cast<double>(updates)));
@@ -123,10 +144,12 @@ struct TrainerState {
   double window_seconds = 0;
   double last_grad_norm = 0;
   int64_t last_eval_step = -1, last_save_step = -1;
+  int64_t world_size = 1;            // ranks of the run that wrote it (a resume needs the same)
   json log_history = json::array();  // every train/eval record, as in metrics.jsonl
 
   json to_json() const {
     return {{"global_step", global_step},
+            {"world_size", world_size},
             {"data_cursor", data::cursor_to_json(cursor)},
             {"tokens_seen", tokens_seen},
             {"train_seconds", train_seconds},
@@ -155,6 +178,7 @@ struct TrainerState {
       s.last_grad_norm = w.at("grad_norm").get<double>();
       s.last_eval_step = j.at("last_eval_step").get<int64_t>();
       s.last_save_step = j.at("last_save_step").get<int64_t>();
+      s.world_size = j.value("world_size", int64_t{1});  // absent in checkpoints of single-process versions
       s.log_history = j.at("log_history");
     } catch (const json::exception& e) {
       QLORA_INPUT_ERROR(path, ": ", e.what());
@@ -168,20 +192,22 @@ struct TrainerState {
 
 class Trainer {
  public:
-  explicit Trainer(const TrainConfig& cfg) : cfg_(cfg), device_(resolve_device(cfg)) {}
+  explicit Trainer(const TrainConfig& cfg)
+      : cfg_(cfg), env_(dist::launch_env_from_environment()), device_(resolve_device(cfg, env_)) {}
 
   int run(bool resume) {
     setup();
     if (resume) restore();
-    else if (!list_checkpoints(cfg_.output_dir).empty())
+    else if (main_rank() && !list_checkpoints(cfg_.output_dir).empty())
       log::warn(str(cfg_.output_dir, " already holds checkpoints; starting from step 0 (pass --resume to continue)"));
-    if (cfg_.report_to == ReportTo::Jsonl) {
+    if (cfg_.report_to == ReportTo::Jsonl && main_rank()) {
       const std::string metrics_path = fs::join(cfg_.output_dir, "metrics.jsonl");
       if (!resume) fs::write_text_atomic(metrics_path, "");  // a fresh run starts a fresh history
       // On resume, drop what the interrupted run logged after its checkpoint: it is about to be redone.
       metrics_ = MetricsLog(metrics_path, resume ? state_.global_step : -1);
     }
-    fs::write_text_atomic(fs::join(cfg_.output_dir, "training_config.json"), qlora::to_json(cfg_).dump(2) + "\n");
+    if (main_rank())
+      fs::write_text_atomic(fs::join(cfg_.output_dir, "training_config.json"), qlora::to_json(cfg_).dump(2) + "\n");
 
     StopSignalGuard signals;
     // The curve's starting point: the eval loss before any update (HF's eval_on_start). Eval draws no random
@@ -195,11 +221,35 @@ class Trainer {
   }
 
  private:
+  bool main_rank() const { return env_.rank == 0; }  // writes checkpoints, metrics, the adapter; logs
+
+  // Joins the data-parallel groups: "grad" carries gradient buckets, step totals and control flags; "param"
+  // the sharded base's weight gathers, whose order (model order, per pass) must not interleave with the rest.
+  void setup_data_parallel() {
+    if (!env_.distributed()) {
+      grad_group_ = dist::single_process_group();
+      return;
+    }
+    const dist::BackendKind backend = backend_of(cfg_, device_);
+    const std::chrono::milliseconds timeout(cfg_.ddp_timeout * 1000);
+    grad_group_ = dist::init_process_group(env_, backend, timeout, "grad");
+    if (cfg_.fsdp == Fsdp::FullShard) param_group_ = dist::init_process_group(env_, backend, timeout, "param");
+    log::info(str("data parallel: rank ", env_.rank, " of ", env_.world_size, " (local rank ", env_.local_rank,
+                  ") on ", device_.str(), ", ", dist::to_string(backend),
+                  cfg_.fsdp == Fsdp::FullShard ? ", 4-bit base sharded across ranks" : ""));
+  }
+
   void setup() {
-    log::set_level(log::level_from_string(cfg_.log_level));
+    // Other ranks log warnings and errors only, each line tagged with the rank.
+    log::set_level(log::level_from_string(main_rank() ? cfg_.log_level : "warn"));
+    if (env_.distributed()) log::set_prefix(str("[rank ", env_.rank, "] "));
     at::manual_seed(static_cast<uint64_t>(cfg_.seed));
-    fs::make_dirs(cfg_.output_dir);
-    remove_stale_temp_checkpoints(cfg_.output_dir);
+    if (main_rank()) {
+      fs::make_dirs(cfg_.output_dir);
+      remove_stale_temp_checkpoints(cfg_.output_dir);
+    }
+    setup_data_parallel();
+    state_.world_size = env_.world_size;
 
     log::info(str("loading tokenizer and data from ", cfg_.model_name_or_path, " and ", cfg_.dataset));
     tokenizer_ = std::make_unique<data::Tokenizer>(data::Tokenizer::load(cfg_.model_name_or_path));
@@ -210,6 +260,8 @@ class Trainer {
     pad_id_ = data::default_pad_id(*tokenizer_);
     batching_ = data::batching_options(data_options, cfg_.per_device_train_batch_size,
                                        cfg_.gradient_accumulation_steps, pad_id_);
+    batching_.num_replicas = env_.world_size;
+    batching_.replica_rank = env_.rank;
     stream_ = std::make_unique<data::TrainBatchStream>(data_.train, batching_);
     if (!data_.eval.empty()) eval_batches_ = data::eval_batches(data_.eval, cfg_.per_device_eval_batch_size, pad_id_);
     log::info(str("data: ", data_.train.size(), " training and ", data_.eval.size(), " eval examples"));
@@ -231,8 +283,19 @@ class Trainer {
     mo.lora.seed = static_cast<uint64_t>(cfg_.seed);
     mo.lora_targets = cfg_.lora_modules;
     mo.gradient_checkpointing = cfg_.gradient_checkpointing;
+    if (param_group_) {
+      mo.shard_4bit = [group = param_group_](std::shared_ptr<const QuantizedWeight> w, const std::string&) {
+        return dist::shard_quantized_weight(*w, group);
+      };
+    }
     model_ = load_llama(cfg_.model_name_or_path, mo);
     model_->train();
+    if (env_.distributed()) {
+      size_t base = 0;
+      for (const auto& [path, layer] : model_->named_lora_layers()) base += layer->base_resident_bytes();
+      log::info(str("frozen projections resident on this rank: ", base, " bytes (", format_bytes(static_cast<int64_t>(base)),
+                    cfg_.fsdp == Fsdp::FullShard ? ", 1/N of the 4-bit base" : "", ")"));
+    }
     if (cfg_.do_mmlu_eval) {
       // As the reference's MMLU callback: the benchmark is read and tokenized once, then scored after
       // every evaluation (qlora-reference.md section 6).
@@ -251,13 +314,15 @@ class Trainer {
                     " questions after every evaluation"));
     }
     params_ = model_->trainable_parameters();
+    if (env_.distributed()) reducer_ = std::make_unique<dist::GradientReducer>(grad_group_, params_);
     optimizer_ = std::make_unique<optim::PagedAdamW>(named_lora_parameters(*model_), adamw_options_of(cfg_));
     max_steps_ = total_steps_of(cfg_, data_, batching_);
     schedule_ = optim::LrSchedule::from_config(cfg_, max_steps_);
     int64_t trainable = 0;
     for (const auto& p : params_) trainable += p.numel();
     log::info(str("trainable LoRA parameters: ", trainable, " in ", params_.size() / 2, " layers; ", max_steps_,
-                  " optimizer steps of ", cfg_.effective_batch_size(), " sequences; optimizer state ",
+                  " optimizer steps of ", cfg_.effective_batch_size() * env_.world_size, " sequences",
+                  env_.distributed() ? str(" (", env_.world_size, " ranks)") : std::string(), "; optimizer state ",
                   format_bytes(optimizer_->state_bytes()), " (", format_bytes(optimizer_->paged_state_bytes()),
                   " paged)"));
   }
@@ -275,8 +340,11 @@ class Trainer {
     if (saved.kind != schedule_.kind || saved.base_lr != schedule_.base_lr ||
         saved.warmup_steps != schedule_.warmup_steps || saved.total_steps != schedule_.total_steps)
       log::warn(str(sched_path, ": the schedule changed since the checkpoint; the configured one applies"));
-    load_rng_state(fs::join(ckpt, kRngStateFile));
     state_ = TrainerState::from_json(fs::join(ckpt, kTrainerStateFile));
+    QLORA_INPUT_CHECK(state_.world_size == env_.world_size, ckpt, " was written by a run of ", state_.world_size,
+                      " rank(s); this run has ", env_.world_size, ". Resume with the same number of ranks (the data "
+                      "order, batch shards and per-rank random states depend on it), or start a new output_dir");
+    load_rng_state(fs::join(ckpt, rng_state_file(env_.rank)));
     stream_->seek(state_.cursor);
     log::info(str("resumed at step ", state_.global_step, " (epoch ", epoch(), ")"));
   }
@@ -294,7 +362,18 @@ class Trainer {
       std::vector<data::Batch> micro;
       micro.reserve(static_cast<size_t>(cfg_.gradient_accumulation_steps));
       for (int64_t k = 0; k < cfg_.gradient_accumulation_steps; ++k) micro.push_back(stream_->next());
-      const StepLoss step = accumulate_gradients(*model_, micro, cfg_.loss_normalization, device_);
+      StepLoss step;
+      if (!env_.distributed()) {
+        step = accumulate_gradients(*model_, micro, cfg_.loss_normalization, device_);
+      } else {
+        StepSync sync;
+        sync.global_loss_tokens = global_loss_tokens(micro);
+        sync.run_empty = param_group_ != nullptr;
+        sync.before_last_micro_batch = [this] { reducer_->arm(); };
+        step = accumulate_gradients(*model_, micro, cfg_.loss_normalization, device_, sync);
+        reducer_->finish();  // every rank now holds the global batch's gradient
+        sum_over_ranks(step);
+      }
       const double grad_norm = optim::clip_grad_norm(params_, cfg_.max_grad_norm);
       const double lr = schedule_.lr(state_.global_step);
       optimizer_->set_lr(lr);
@@ -320,8 +399,8 @@ class Trainer {
       if (cfg_.do_eval && cfg_.evaluation_strategy == IntervalStrategy::Steps && due(cfg_.effective_eval_steps()))
         run_eval();
       if (cfg_.save_strategy == IntervalStrategy::Steps && due(cfg_.save_steps)) save();
-      if (g_stop_signal != 0) {
-        const int sig = g_stop_signal;
+      if (stop_signal() != 0) {
+        const int sig = stop_signal();
         log::warn(str(sig == SIGINT ? "SIGINT" : "SIGTERM", " received: saving a checkpoint at step ",
                       state_.global_step));
         if (state_.last_save_step != state_.global_step) save();
@@ -331,6 +410,42 @@ class Trainer {
       }
     }
     return 0;
+  }
+
+  // The label tokens of each micro-batch of this step summed over the ranks (the loss denominators).
+  std::vector<int64_t> global_loss_tokens(const std::vector<data::Batch>& micro) {
+    at::Tensor counts = at::empty({static_cast<int64_t>(micro.size())}, at::kLong);
+    for (size_t k = 0; k < micro.size(); ++k) counts[static_cast<int64_t>(k)] = micro[k].num_loss_tokens;
+    std::vector<at::Tensor> v{on_comm_device(counts)};
+    grad_group_->all_reduce_sum(v);
+    const at::Tensor summed = v[0].cpu();
+    return std::vector<int64_t>(summed.data_ptr<int64_t>(), summed.data_ptr<int64_t>() + summed.numel());
+  }
+
+  // The step loss and token counts of the whole global batch.
+  void sum_over_ranks(StepLoss& step) {
+    at::Tensor t = at::tensor({step.loss, static_cast<double>(step.input_tokens), static_cast<double>(step.loss_tokens)},
+                              at::kDouble);
+    std::vector<at::Tensor> v{on_comm_device(t)};
+    grad_group_->all_reduce_sum(v);
+    const at::Tensor r = v[0].cpu();
+    step.loss = r[0].item<double>();
+    step.input_tokens = static_cast<int64_t>(r[1].item<double>());
+    step.loss_tokens = static_cast<int64_t>(r[2].item<double>());
+  }
+
+  // NCCL reduces CUDA tensors only; Gloo reduces CPU tensors.
+  at::Tensor on_comm_device(const at::Tensor& cpu) const {
+    return grad_group_->backend() == dist::BackendKind::Nccl ? cpu.to(device_) : cpu;
+  }
+
+  // A signal seen by any rank stops every rank at the same step (each checks the others' flag every step).
+  int stop_signal() {
+    if (!env_.distributed()) return g_stop_signal;
+    at::Tensor flag = at::tensor({static_cast<int64_t>(g_stop_signal)}, at::kLong);
+    at::Tensor f = on_comm_device(flag);
+    grad_group_->all_reduce_max(f);
+    return static_cast<int>(f.cpu().item<int64_t>());
   }
 
   void log_train() {
@@ -354,7 +469,8 @@ class Trainer {
                          {"elapsed_seconds", state_.train_seconds}};
     metrics_.append(record);
     state_.log_history.push_back(record);
-    std::fprintf(stderr, "%s\n",
+    if (main_rank())
+      std::fprintf(stderr, "%s\n",
                  format_progress(state_.global_step, max_steps_, loss, last_lr_, tps,
                                  per_step * static_cast<double>(max_steps_ - state_.global_step), mem)
                      .c_str());
@@ -367,7 +483,20 @@ class Trainer {
   void run_eval() {
     if (eval_batches_.empty()) return;
     const auto t0 = std::chrono::steady_clock::now();
-    const EvalLoss e = evaluate_loss(*model_, eval_batches_, device_);
+    EvalLoss e = evaluate_loss(*model_, eval_batches_, device_,
+                               EvalShard{env_.rank, env_.world_size, param_group_ != nullptr});
+    if (env_.distributed()) {  // the sums over the ranks' shares of the eval batches
+      at::Tensor t = at::tensor({e.weighted_sum, e.nll_sum, static_cast<double>(e.tokens),
+                                 static_cast<double>(e.examples)}, at::kDouble);
+      std::vector<at::Tensor> v{on_comm_device(t)};
+      grad_group_->all_reduce_sum(v);
+      const at::Tensor r = v[0].cpu();
+      e.weighted_sum = r[0].item<double>();
+      e.nll_sum = r[1].item<double>();
+      e.tokens = static_cast<int64_t>(r[2].item<double>());
+      e.examples = static_cast<int64_t>(r[3].item<double>());
+      e.finalize();
+    }
     const json record = {{"event", "eval"},
                          {"step", state_.global_step},
                          {"epoch", epoch()},
@@ -396,9 +525,30 @@ class Trainer {
                   " (", r.predictions.size(), " questions)"));
   }
 
+  // Every rank's generator states, on rank 0 (rank r's tensors in entry r): dropout masks differ per rank.
+  std::vector<NamedTensors> gather_rng_states() {
+    NamedTensors mine = rng_state_tensors();
+    if (!env_.distributed()) return {mine};
+    std::vector<at::Tensor> flat;
+    for (const auto& [name, t] : mine) flat.push_back(t.reshape({-1}));
+    const at::Tensor all = grad_group_->all_gather_flat(on_comm_device(at::cat(flat))).cpu();  // same sizes per rank
+    std::vector<NamedTensors> out(static_cast<size_t>(env_.world_size));
+    const int64_t per_rank = all.numel() / env_.world_size;
+    for (int r = 0; r < env_.world_size; ++r) {
+      int64_t at = r * per_rank;
+      for (const auto& [name, t] : mine) {
+        out[static_cast<size_t>(r)].emplace_back(name, all.narrow(0, at, t.numel()).view(t.sizes()).clone());
+        at += t.numel();
+      }
+    }
+    return out;
+  }
+
   void save() {
     state_.last_save_step = state_.global_step;
     const TrainerState& st = state_;
+    const std::vector<NamedTensors> rng = gather_rng_states();  // a collective: every rank, before rank 0 writes
+    if (!main_rank()) return;
     const std::string path = write_checkpoint(cfg_.output_dir, st.global_step, [&](const std::string& dir) {
       save_adapter(dir, adapter_config_of(cfg_), lora_layer_weights(*model_));
       fault_point("after-adapter", st.global_step);
@@ -406,7 +556,7 @@ class Trainer {
       json sched = json::parse(schedule_.to_json());
       sched["last_step"] = st.global_step;
       fs::write_text_atomic(fs::join(dir, kSchedulerFile), sched.dump(2) + "\n");
-      save_rng_state(fs::join(dir, kRngStateFile));
+      for (size_t r = 0; r < rng.size(); ++r) save_rng_state(fs::join(dir, rng_state_file(static_cast<int>(r))), rng[r]);
       fs::write_text_atomic(fs::join(dir, "training_config.json"), qlora::to_json(cfg_).dump(2) + "\n");
       fs::write_text_atomic(fs::join(dir, kTrainerStateFile), st.to_json().dump(2) + "\n");  // last: marks done
     });
@@ -419,6 +569,7 @@ class Trainer {
     if (cfg_.do_eval && state_.last_eval_step != state_.global_step) run_eval();
     if (cfg_.do_train && cfg_.save_strategy == IntervalStrategy::Steps && state_.last_save_step != state_.global_step)
       save();
+    if (!main_rank()) return;
     save_adapter(cfg_.output_dir, adapter_config_of(cfg_), lora_layer_weights(*model_));
 
     std::vector<std::pair<int64_t, double>> train_curve, eval_curve;
@@ -451,7 +602,11 @@ class Trainer {
   }
 
   const TrainConfig& cfg_;
+  dist::LaunchEnv env_;
   at::Device device_;
+  std::shared_ptr<dist::ProcessGroup> grad_group_;   // gradients, totals, flags (the identity on one process)
+  std::shared_ptr<dist::ProcessGroup> param_group_;  // sharded-base gathers (fsdp full_shard only)
+  std::unique_ptr<dist::GradientReducer> reducer_;   // data-parallel runs only
   std::unique_ptr<data::Tokenizer> tokenizer_;
   data::DataModule data_;
   int32_t pad_id_ = 0;

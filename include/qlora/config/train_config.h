@@ -65,6 +65,11 @@ enum class DatasetFormat {
 };
 // The names above are exactly data::dataset_format_names() plus "auto" (tests/base/test_config.cpp pins it).
 enum class ReportTo { Jsonl, None };           // "jsonl" = output_dir/metrics.jsonl, one object per event
+// Data-parallel collectives (HF ddp_backend): "auto" = nccl on CUDA devices, gloo on the CPU.
+enum class DdpBackend { Auto, Gloo, Nccl };
+// Sharding of the frozen base across data-parallel ranks (HF's fsdp key): "" = every rank holds the whole
+// base; "full_shard" = each rank keeps 1/N of every 4-bit projection, gathered per layer (FSDP-QLoRA).
+enum class Fsdp { None, FullShard };
 
 std::string to_string(QuantType v);
 std::string to_string(Optim v);
@@ -75,6 +80,8 @@ std::string to_string(IntervalStrategy v);
 std::string to_string(MmluSplit v);
 std::string to_string(DatasetFormat v);
 std::string to_string(ReportTo v);
+std::string to_string(DdpBackend v);
+std::string to_string(Fsdp v);
 
 // The 7 linear layers of a LLaMA decoder block: find_all_linear_names() in qlora.py (spec section 1).
 const std::vector<std::string>& llama_linear_modules();
@@ -132,6 +139,11 @@ struct TrainConfig {
   Device device = Device::Auto;                   // where to train, e.g. "cuda"
   int64_t seed = 42;                              // RNG seed for init/dropout (HF default 42), e.g. 0
   int64_t data_seed = -1;                         // sampler seed, -1 = seed, e.g. 42
+
+  // -- data parallelism (WORLD_SIZE > 1: torchrun or qlora-train --nproc-per-node) --
+  DdpBackend ddp_backend = DdpBackend::Auto;      // collectives, e.g. "gloo"
+  int64_t ddp_timeout = 1800;                     // seconds a collective may wait for a peer (HF default), e.g. 600
+  Fsdp fsdp = Fsdp::None;                         // shard the 4-bit base across ranks, e.g. "full_shard"
 
   // -- logging, evaluation, checkpoints --
   std::string output_dir = "./output";            // checkpoints and metrics, e.g. "output/7b_alpaca"

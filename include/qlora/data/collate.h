@@ -51,6 +51,8 @@ struct Batch {
   std::vector<int32_t> segment_ids;   // (B, T) 1.. per example in the row, 0 on pads
   std::vector<int64_t> example_indices;  // the examples in this batch (row by row, packing order)
   int64_t num_loss_tokens = 0;        // positions t >= 1 with a label: what the shifted CE averages over
+  bool filler = false;                // a stand-in for an empty share of a data-parallel batch: no labels,
+                                      // its tokens count for nothing (see sampler.h)
 };
 
 // Pads `rows` (each a list of example indices packed into one row; one index per row without packing).

@@ -74,10 +74,18 @@ struct BatchingOptions {
   int64_t pack_len = 0;                     // tokens per packed row (> 0 when packing)
   uint64_t seed = 42;                       // HF's data_seed, else seed
   int32_t pad_id = 0;
+  // Data parallelism: every replica walks the same global order, whose micro-batches hold
+  // micro_batch_size * num_replicas rows; replica r takes rows [r * micro_batch_size, (r + 1) * micro_batch_size)
+  // of each. So N replicas of batch b see exactly the rows one process of batch N * b sees, in the same
+  // order, and length grouping uses the global group size.
+  int64_t num_replicas = 1;
+  int64_t replica_rank = 0;
+  int64_t global_micro_batch_size() const { return micro_batch_size * num_replicas; }
 };
 
 // Training batches for ever, epoch after epoch; each epoch a fresh order from epoch_seed(seed, epoch).
-// The last batch of an epoch may hold fewer rows (DataLoader drop_last=False).
+// The last batch of an epoch may hold fewer rows (DataLoader drop_last=False); with several replicas a
+// replica whose share of such a batch is empty gets a filler batch (Batch::filler: one row, no labels).
 class TrainBatchStream {
  public:
   TrainBatchStream(const std::vector<Example>& examples, const BatchingOptions& options);

@@ -65,4 +65,9 @@ struct LlamaConfig {
   std::string to_json_text() const;
 };
 
+// Published LLaMA shapes by name, for benches and memory estimates without the weights: "7b", "13b", "33b",
+// "65b" (huggyllama/llama-*), "70b" (meta-llama/Llama-2-70b-hf: GQA 8 kv heads), and two CPU-sized ones,
+// "small" (~110M parameters) and "tiny". Input error naming `what` for another name.
+LlamaConfig llama_shape(const std::string& name, const std::string& what = "shape");
+
 }  // namespace qlora

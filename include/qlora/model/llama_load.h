@@ -10,6 +10,8 @@
 // transformers + bitsandbytes in 4 bits (config.json quantization_config) loads its stored 4-bit tensors
 // as they are, without requantizing.
 #pragma once
+#include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -26,6 +28,12 @@ struct ModelOptions {
   LoraOptions lora;                          // lora.r == 0: no adapters
   std::vector<std::string> lora_targets = llama_projection_names();
   bool gradient_checkpointing = false;       // recompute each decoder layer in backward
+  // When set, each 4-bit projection weight, once quantized (or read pre-quantized), is handed to this
+  // function and the layer keeps only what it returns: an FSDP-style sharded base keeps this rank's part
+  // (qlora/dist/sharded_weight.h). Called in model order on every rank. `name` is the HF module path.
+  std::function<std::shared_ptr<const ShardedQuantizedWeight>(std::shared_ptr<const QuantizedWeight> weight,
+                                                              const std::string& name)>
+      shard_4bit;
 };
 
 // Loads DIR (config.json + safetensors); see above. Adds the LoRA adapters and sets checkpointing as asked.

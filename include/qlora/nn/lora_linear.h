@@ -23,6 +23,19 @@ namespace qlora {
 // qlora/quant/quantized_weight.h (kept out of this header: most users of the model never touch 4-bit internals).
 struct QuantizedWeight;
 
+// A frozen 4-bit weight of which this process holds only a part (an FSDP-style sharded base, see
+// qlora/dist/sharded_weight.h). gather() rebuilds the whole weight for one pass (forward, recomputation or
+// backward); the caller drops it when the pass ends. Every rank must gather the same weights in the same order.
+class ShardedQuantizedWeight {
+ public:
+  virtual ~ShardedQuantizedWeight() = default;
+  virtual std::shared_ptr<const QuantizedWeight> gather() const = 0;
+  virtual int64_t out_features() const = 0;
+  virtual int64_t in_features() const = 0;
+  virtual at::Device device() const = 0;
+  virtual size_t resident_bytes() const = 0;  // what this rank keeps between passes
+};
+
 struct LoraOptions {
   int64_t r = 0;                       // rank; 0 = no adapter
   double alpha = 16.0;                 // lora_alpha, e.g. 16 (QLoRA: r 64, alpha 16 -> scaling 0.25)
@@ -40,6 +53,8 @@ class LoraLinearImpl : public torch::nn::Module {
   explicit LoraLinearImpl(at::Tensor weight);
   // Frozen 4-bit base weight (out, in) on its device; the product dequantizes to the input's dtype.
   explicit LoraLinearImpl(std::shared_ptr<const QuantizedWeight> qweight);
+  // Frozen 4-bit base weight held as this rank's shard; gathered for every pass.
+  explicit LoraLinearImpl(std::shared_ptr<const ShardedQuantizedWeight> sharded);
 
   // Adds A (r, in) and B (out, r) as parameters "lora_A" and "lora_B" on the base's device, A drawn from
   // `generator` (a CPU generator, so the draw is the same on every device), B zero.
@@ -61,8 +76,12 @@ class LoraLinearImpl : public torch::nn::Module {
 
   int64_t in_features() const { return in_features_; }
   int64_t out_features() const { return out_features_; }
-  bool quantized() const { return qweight_ != nullptr; }
-  const std::shared_ptr<const QuantizedWeight>& quantized_weight() const { return qweight_; }
+  bool quantized() const { return qweight_ != nullptr || sharded_ != nullptr; }
+  bool sharded() const { return sharded_ != nullptr; }
+  // The whole 4-bit weight (gathered from the ranks when sharded: a collective); null when dense.
+  std::shared_ptr<const QuantizedWeight> quantized_weight() const;
+  // Bytes of the frozen base this process keeps (the dense tensor, the 4-bit weight, or its shard).
+  size_t base_resident_bytes() const;
   const at::Tensor& dense_weight() const { return weight_; }  // undefined when quantized
   const at::Tensor& lora_A() const { return lora_A_; }        // (r, in)
   const at::Tensor& lora_B() const { return lora_B_; }        // (out, r)
@@ -74,6 +93,7 @@ class LoraLinearImpl : public torch::nn::Module {
   int64_t in_features_ = 0, out_features_ = 0;
   at::Tensor weight_;                               // (out, in) dense base, or undefined
   std::shared_ptr<const QuantizedWeight> qweight_;  // 4-bit base, or null
+  std::shared_ptr<const ShardedQuantizedWeight> sharded_;  // 4-bit base as this rank's shard, or null
   at::Tensor lora_A_, lora_B_;                      // (r, in), (out, r); undefined without adapter
   LoraOptions options_;
   double scaling_ = 0.0;
@@ -84,5 +104,7 @@ TORCH_MODULE(LoraLinear);
 // The frozen 4-bit product y = x @ dequant(W)^T as a custom autograd Function: x (..., in) -> (..., out).
 // Dequantizes to x's dtype; backward returns grad_x = grad_y @ dequant(W) and nothing for W.
 at::Tensor frozen_4bit_linear(const at::Tensor& x, const std::shared_ptr<const QuantizedWeight>& qweight);
+// The same with a sharded weight: gathered in the forward pass and again in the backward pass.
+at::Tensor frozen_4bit_linear(const at::Tensor& x, const std::shared_ptr<const ShardedQuantizedWeight>& sharded);
 
 }  // namespace qlora

@@ -12,6 +12,8 @@
 // directory of a killed save is removed by the next run. On resume the newest checkpoint that passes
 // checkpoint_problem() is used (an older one when the newest was damaged by hand, with a warning).
 #pragma once
+#include <ATen/ATen.h>
+
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -49,7 +51,12 @@ void remove_stale_temp_checkpoints(const std::string& output_dir);
 void fault_point(const char* point, int64_t step);
 
 // Torch's default generators: "torch_cpu" and "torch_cuda_<i>" for each CUDA device, as uint8 state tensors.
+std::vector<std::pair<std::string, at::Tensor>> rng_state_tensors();  // this process's generators
 void save_rng_state(const std::string& path);
+void save_rng_state(const std::string& path, const std::vector<std::pair<std::string, at::Tensor>>& states);
 void load_rng_state(const std::string& path);  // Input error naming the file when a generator's state is absent
+// Rank r > 0 of a data-parallel run keeps its generators in rng_state_<r>.safetensors (HF: rng_state_<r>.pth);
+// rank 0's stay in rng_state.safetensors, so a single-process checkpoint looks as before.
+std::string rng_state_file(int rank);
 
 }  // namespace qlora::train

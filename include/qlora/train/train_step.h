@@ -13,6 +13,7 @@
 #include <ATen/ATen.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -38,18 +39,39 @@ struct StepLoss {
   int64_t input_tokens = 0;   // non-pad tokens over the micro-batches
   int64_t loss_tokens = 0;    // label tokens over the micro-batches
 };
+// Data parallelism of one step (the defaults are a single process). Each rank holds its share of every
+// global micro-batch; dividing its terms by the *global* label-token counts makes the sum of the ranks'
+// gradients the single-process gradient of the global batch (dist/grad_sync.h sums them).
+struct StepSync {
+  std::vector<int64_t> global_loss_tokens;  // per micro-batch, summed over ranks; empty: this rank's counts
+  bool run_empty = false;                   // forward + backward even without label tokens (a sharded base
+                                            // gathers weights in every pass: each rank must take part)
+  std::function<void()> before_last_micro_batch;  // e.g. arm the gradient reducer
+};
 // Forward + backward of every micro-batch; gradients accumulate into the LoRA parameters (not zeroed here).
+// The returned loss is this rank's part of the step loss (the step loss itself on a single process).
 StepLoss accumulate_gradients(LlamaForCausalLMImpl& model, const std::vector<data::Batch>& micro_batches,
-                              LossNormalization normalization, const at::Device& device);
+                              LossNormalization normalization, const at::Device& device, const StepSync& sync = {});
 
 struct EvalLoss {
   double loss = 0;        // HF Trainer.evaluate: the mean over examples of their batch's token-mean loss
   double token_loss = 0;  // sum of NLL / number of label tokens over the whole eval set
   int64_t tokens = 0;     // label tokens
   int64_t examples = 0;
+  double weighted_sum = 0;  // sum over batches of token-mean loss * batch rows (loss = weighted_sum / examples)
+  double nll_sum = 0;       // sum of NLL (token_loss = nll_sum / tokens)
+  void finalize();          // loss and token_loss from the sums (after summing them over ranks)
 };
-// Sequential, no grad, the model in eval mode (restored to training mode afterwards if it was).
-EvalLoss evaluate_loss(LlamaForCausalLMImpl& model, const std::vector<data::Batch>& batches, const at::Device& device);
+// Which eval batches this rank scores: b with b % world == rank. `lockstep`: every rank runs the same number
+// of forward passes (a sharded base needs every rank in every gather), repeating a scored batch unscored.
+struct EvalShard {
+  int rank = 0;
+  int world = 1;
+  bool lockstep = false;
+};
+// No grad, the model in eval mode (restored to training mode afterwards if it was).
+EvalLoss evaluate_loss(LlamaForCausalLMImpl& model, const std::vector<data::Batch>& batches, const at::Device& device,
+                       const EvalShard& shard = {});
 
 // "model.layers.0.self_attn.q_proj.lora_A" / ".lora_B" for every adapted projection, in model order.
 optim::NamedParameters named_lora_parameters(const LlamaForCausalLMImpl& model);
