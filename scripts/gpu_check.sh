@@ -40,6 +40,12 @@ stage bench_nf4 60 "$root/build-gpu/bin/qlora-bench" nf4 --json "$OUT/bench_nf4.
 # trains 10 steps at sequence length 512; tokens/s and peak memory go to bench_train.json.
 stage bench_train 180 "$root/build-gpu/bin/qlora-bench" train --shape 7b --device cuda --seq-len 512 --steps 10 \
   --json "$OUT/bench_train.json"
+# Issue 9: data parallelism on NCCL needs one GPU per rank; with 2 or more GPUs, 2 ranks against 1 process on
+# the same global batch (the demo preset on cuda, NCCL), in the same run.
+if [ "$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')" -ge 2 ]; then
+  stage bench_ddp 180 bash "$root/scripts/bench_ddp.sh" --bin-dir "$root/build-gpu/bin" --nproc 2 --out "$OUT/bench_ddp" \
+    --set device=cuda --set ddp_backend=nccl
+fi
 
 {
   echo "{"

@@ -54,9 +54,16 @@ int main(int argc, char** argv) {
     if (dry_run) {
       std::cout << qlora::to_json(cfg).dump(2) << "\n";
       const int world = nproc_per_node > 0 ? nproc_per_node : qlora::train::world_size_from_environment();
-      const qlora::train::MemoryEstimate est = qlora::train::estimate_memory(cfg, world);
-      std::cerr << qlora::train::format_memory_estimate(est);
-      if (!memory_json.empty()) qlora::train::write_memory_json(est, memory_json);
+      try {
+        const qlora::train::MemoryEstimate est = qlora::train::estimate_memory(cfg, world);
+        std::cerr << qlora::train::format_memory_estimate(est);
+        if (!memory_json.empty()) qlora::train::write_memory_json(est, memory_json);
+      } catch (const qlora::Error& e) {
+        // The config itself is fine: a dry run without the model's shape still prints it. A memory JSON that was
+        // asked for and cannot be written is an error.
+        if (!memory_json.empty() || e.kind() != qlora::ErrorKind::Input) throw;
+        qlora::log::warn(std::string("no memory estimate: ") + e.what());
+      }
       return 0;
     }
     if (nproc_per_node > 0 && std::getenv("RANK") == nullptr) {

@@ -55,6 +55,16 @@ GradientReducer::~GradientReducer() {
   for (auto& p : params_) torch::autograd::impl::set_post_acc_grad_hooks(p, nullptr);
 }
 
+void GradientReducer::begin_step() {
+  for (Bucket& b : buckets_) {
+    b.flat.zero_();
+    for (size_t i = 0; i < b.params.size(); ++i) {
+      at::Tensor& p = params_[b.params[i]];
+      p.mutable_grad() = b.flat.narrow(0, b.offsets[i], p.numel()).view(p.sizes());
+    }
+  }
+}
+
 void GradientReducer::arm() {
   QLORA_CHECK(!armed_, "GradientReducer armed twice");
   armed_ = true;
@@ -66,13 +76,13 @@ void GradientReducer::arm() {
   }
 }
 
-// Runs in backward, right after this pass's gradient was accumulated into .grad: the bucket gets the total.
+// Runs in backward, right after this pass's gradient was accumulated (in place) into its bucket.
 void GradientReducer::on_gradient(size_t k) {
   if (!armed_) return;
   QLORA_CHECK(!arrived_[k], "a LoRA parameter received two gradients in one backward pass");
-  const auto [bi, pos] = slot_[k];
-  Bucket& b = buckets_[bi];
-  b.flat.narrow(0, b.offsets[pos], params_[k].numel()).copy_(params_[k].grad().reshape({-1}));
+  Bucket& b = buckets_[slot_[k].first];
+  QLORA_CHECK(params_[k].grad().data_ptr() == b.flat.narrow(0, b.offsets[slot_[k].second], 1).data_ptr(),
+              "a LoRA gradient is not a view into its bucket (begin_step was not called after zero_grad)");
   arrived_[k] = 1;
   b.arrived += 1;
   launch_ready();
@@ -87,30 +97,16 @@ void GradientReducer::launch_ready() {
 
 void GradientReducer::finish() {
   QLORA_CHECK(armed_, "GradientReducer::finish without arm");
-  // Gradients that did not arrive in the armed pass (nothing to backpropagate on this rank, or a parameter
-  // outside the graph): their accumulated .grad, or zero.
+  // Gradients that did not arrive in the armed pass (nothing to backpropagate on this rank in the last
+  // micro-batch): what earlier micro-batches accumulated is already in the bucket (or its zeros).
   for (size_t k = 0; k < params_.size(); ++k) {
     if (arrived_[k]) continue;
-    const auto [bi, pos] = slot_[k];
-    Bucket& b = buckets_[bi];
-    at::Tensor dst = b.flat.narrow(0, b.offsets[pos], params_[k].numel());
-    const at::Tensor& acc = params_[k].grad();
-    if (acc.defined()) dst.copy_(acc.reshape({-1}));
-    else dst.zero_();
     arrived_[k] = 1;
-    b.arrived += 1;
+    buckets_[slot_[k].first].arrived += 1;
   }
   launch_ready();
   armed_ = false;
-  for (Bucket& b : buckets_) {
-    b.work->wait();
-    for (size_t i = 0; i < b.params.size(); ++i) {
-      at::Tensor& p = params_[b.params[i]];
-      const at::Tensor reduced = b.flat.narrow(0, b.offsets[i], p.numel()).view(p.sizes());
-      if (p.grad().defined()) p.mutable_grad().copy_(reduced);
-      else p.mutable_grad() = reduced.clone();
-    }
-  }
+  for (Bucket& b : buckets_) b.work->wait();
 }
 
 }  // namespace qlora::dist

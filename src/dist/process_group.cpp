@@ -46,8 +46,6 @@ class SingleProcessGroup final : public ProcessGroup {
   std::unique_ptr<PendingWork> all_reduce_sum_async(at::Tensor) override { return std::make_unique<Done>(); }
   void all_reduce_max(at::Tensor&) override {}
   at::Tensor all_gather_flat(const at::Tensor& shard) override { return shard; }
-  void broadcast(at::Tensor&, int) override {}
-  void barrier() override {}
 
  private:
   struct Done final : PendingWork {
@@ -102,19 +100,6 @@ class C10dProcessGroup final : public ProcessGroup {
     launch("all_gather", [&] { return backend_->_allgather_base(out, in); })->wait();
     return out;
   }
-  void broadcast(at::Tensor& tensor, int root) override {
-    std::vector<at::Tensor> v{tensor};
-    c10d::BroadcastOptions opts;
-    opts.rootRank = root;
-    launch("broadcast", [&] { return backend_->broadcast(v, opts); })->wait();
-  }
-  void barrier() override {
-    // A barrier as a one-element all-reduce: Gloo's barrier has no per-call timeout error of its own.
-    at::Tensor one = at::ones({1}, kind_ == BackendKind::Nccl ? at::TensorOptions(at::kCUDA) : at::TensorOptions());
-    std::vector<at::Tensor> v{one};
-    launch("barrier", [&] { return backend_->allreduce(v); })->wait();
-  }
-
  private:
   template <class F>
   std::unique_ptr<PendingWork> launch(const char* what, F&& start) {

@@ -97,7 +97,7 @@ MemoryEstimate estimate_memory(const TrainConfig& cfg, int world_size) {
   // One weight at a time is dequantized to the compute dtype (and, sharded, gathered whole in 4 bits first).
   e.weight_in_flight_bytes = static_cast<int64_t>(static_cast<double>(largest) * (b + (e.sharded ? per_param : 0.0)));
   e.lora_bytes = lora_params * 4;
-  e.grad_bytes = lora_params * 4 * (e.world_size > 1 ? 2 : 1);  // + the all-reduce buckets
+  e.grad_bytes = lora_params * 4;  // with several ranks, .grad lives in the all-reduce buckets (no second copy)
   const bool eight_bit = cfg.optim == Optim::PagedAdamW8bit || cfg.optim == Optim::AdamW8bit;
   // 32-bit AdamW: two fp32 moments; 8-bit: two uint8 moments + one fp32 scale per 256 values (blockwise).
   e.optimizer_bytes = static_cast<int64_t>(static_cast<double>(lora_params) * (eight_bit ? 2.0 + 8.0 / 256.0 : 8.0));
@@ -138,7 +138,7 @@ std::string format_memory_estimate(const MemoryEstimate& e) {
   out += row("embeddings, norms, lm_head", e.base_other_bytes);
   out += row("weight in flight", e.weight_in_flight_bytes, "one projection dequantized (gathered when sharded)");
   out += row("LoRA adapters (fp32)", e.lora_bytes);
-  out += row("LoRA gradients", e.grad_bytes, e.world_size > 1 ? "with all-reduce buckets" : "");
+  out += row("LoRA gradients", e.grad_bytes, e.world_size > 1 ? "in the all-reduce buckets" : "");
   out += row("optimizer state", e.optimizer_bytes, e.optimizer_paged ? "paged: may live in host memory" : "");
   out += row("activations", e.activation_bytes,
              str(e.gradient_checkpointing ? "checkpointed" : "no checkpointing", "; checkpointed ",

@@ -367,6 +367,7 @@ class Trainer {
         step = accumulate_gradients(*model_, micro, cfg_.loss_normalization, device_);
       } else {
         StepSync sync;
+        reducer_->begin_step();
         sync.global_loss_tokens = global_loss_tokens(micro);
         sync.run_empty = param_group_ != nullptr;
         sync.before_last_micro_batch = [this] { reducer_->arm(); };

@@ -37,7 +37,7 @@ grep -qF '"max_steps": 1875' "$TMP/out" || fail "--dry-run: preset value max_ste
 grep -qF '"model_name_or_path": "models/llama-7b-hf"' "$TMP/out" || fail "--dry-run: model path missing"
 # The printed config is itself a valid config file that gives the same output.
 cp "$TMP/out" "$TMP/effective.json"
-(cd "$TMP" && "$BIN" --config effective.json --dry-run) >"$TMP/out2" 2>&1 || fail "effective config does not reload"
+(cd "$TMP" && "$BIN" --config effective.json --dry-run) >"$TMP/out2" 2>"$TMP/err2" || { cat "$TMP/err2"; fail "effective config does not reload"; }
 cmp -s "$TMP/out" "$TMP/out2" || fail "effective config changes on reload"
 # YAML works too, and --set alone (no file) is enough.
 printf 'model_name_or_path: m\ndataset: d.jsonl\nlearning_rate: 1e-4\n' >"$TMP/ok.yaml"

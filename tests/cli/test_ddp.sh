@@ -22,10 +22,13 @@ cd "$src"
 export OMP_NUM_THREADS=1
 
 # Dropout off: each rank draws its own masks, so only dropout-free runs can equal the single-process run.
+# 30 training examples: each epoch ends with a global micro-batch of 2 rows, so with 2 ranks x 2 rows rank 1
+# gets a filler batch there (and must still take part in the sharded base's gathers). 16 eval examples in
+# batches of 6: 3 eval batches, so rank 1 runs one unscored lockstep pass.
 common=(--config configs/demo.json --set max_steps=20 --set logging_steps=1 --set save_steps=4
         --set save_total_limit=0 --set eval_steps=5 --set log_level=warn --set lora_dropout=0
         --set source_max_len=96 --set target_max_len=48 --set eval_dataset_size=16 --set max_eval_samples=16
-        --set per_device_eval_batch_size=4 --set gradient_accumulation_steps=2)
+        --set max_train_samples=30 --set per_device_eval_batch_size=6 --set gradient_accumulation_steps=2)
 
 fail() { echo "FAIL: $*"; exit 1; }
 
@@ -173,6 +176,21 @@ echo "   resuming from $(basename "$ckpt")"
 compare "$work/ref2/metrics.jsonl" "$work/kill/metrics.jsonl" 0 || fail "resumed 2-rank run differs"
 compare_adapters "$work/ref2/adapter_model.safetensors" "$work/kill/adapter_model.safetensors" 0 ||
   fail "resumed adapter differs"
+
+echo "== SIGINT to the launcher: every rank stops at the same step, rank 0 saves, exit 130"
+"$train" "${long[@]}" --set output_dir="$work/int" --nproc-per-node 2 >"$work/int.log" 2>&1 &
+launcher=$!
+until grep -q '"event":"train".*"step":3[,}]' "$work/int/metrics.jsonl" 2>/dev/null; do
+  kill -0 $launcher 2>/dev/null || { cat "$work/int.log"; fail "launcher ended early"; }
+  sleep 0.1
+done
+kill -INT $launcher
+rc=0; wait $launcher || rc=$?
+[ "$rc" = 130 ] || { cat "$work/int.log"; fail "SIGINT: exit $rc, expected 130"; }
+last=$(grep -o '"event":"end".*' "$work/int/metrics.jsonl" | tail -1)
+step=$(echo "$last" | grep -o '"step":[0-9]*' | cut -d: -f2)
+echo "   stopped at step $step: $last"
+[ -d "$work/int/checkpoint-$step" ] || fail "no checkpoint at the stopped step $step"
 
 echo "== --resume with another world size is refused"
 rc=0

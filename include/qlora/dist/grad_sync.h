@@ -1,8 +1,8 @@
 // Data-parallel gradient reduction of the LoRA parameters, as torch DDP's Reducer does it: parameters are
 // grouped into buckets of about `bucket_bytes` (in reverse model order, the order backward produces their
 // gradients), and during the backward pass of a step's last micro-batch each bucket is all-reduced as soon
-// as all its gradients have arrived, while backward goes on with the layers below. finish() waits for every
-// bucket and writes the reduced gradients into .grad.
+// as all its gradients have arrived, while backward goes on with the layers below. Each .grad is a view into
+// its bucket (DDP's gradient_as_bucket_view), so gradients take no second copy and are reduced in place.
 //
 // The sum, not the mean: the trainer divides each rank's loss terms by the token counts of the *global*
 // micro-batches (train_step.h), so the sum over ranks is exactly the single-process gradient of the whole
@@ -28,9 +28,12 @@ class GradientReducer {
   GradientReducer(const GradientReducer&) = delete;
   GradientReducer& operator=(const GradientReducer&) = delete;
 
+  // Zeroes the buckets and makes every .grad a view into its bucket (call before a step's first micro-batch;
+  // the optimizer's zero_grad drops the views).
+  void begin_step();
   // Reduce the gradients of the next backward pass as they arrive (call before the last micro-batch).
   void arm();
-  // Launches what is left, waits for all buckets, writes the sums into .grad, disarms.
+  // Launches what is left, waits for all buckets (the .grad views then hold the sums), disarms.
   void finish();
   size_t num_buckets() const { return buckets_.size(); }
 

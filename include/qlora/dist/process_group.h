@@ -59,8 +59,6 @@ class ProcessGroup {
   virtual void all_reduce_max(at::Tensor& tensor) = 0;
   // Concatenation over ranks of `shard` (1-D, the same numel on every rank): (world_size * numel) in rank order.
   virtual at::Tensor all_gather_flat(const at::Tensor& shard) = 0;
-  virtual void broadcast(at::Tensor& tensor, int root) = 0;
-  virtual void barrier() = 0;
 };
 
 // The identity group of a single process.

@@ -24,7 +24,7 @@ struct MemoryEstimate {
   int64_t base_other_bytes = 0;      // embeddings, norms, lm_head in the compute dtype
   int64_t weight_in_flight_bytes = 0;// the largest projection gathered (sharded) and dequantized for one pass
   int64_t lora_bytes = 0;            // A and B, fp32 masters
-  int64_t grad_bytes = 0;            // their gradients (+ the data-parallel buckets with several ranks)
+  int64_t grad_bytes = 0;            // their gradients (fp32; in the all-reduce buckets with several ranks)
   int64_t optimizer_bytes = 0;       // AdamW state (paged optimizers page it to host memory under pressure)
   bool optimizer_paged = false;
   int64_t activation_bytes = 0;             // with the config's gradient_checkpointing
