@@ -85,6 +85,13 @@ print(f"   {len(a)} adapter tensors, relative difference at most {worst:.3g} "
 PY
 }
 
+wait_for_step() {  # DIR STEP PID LOG: until DIR/metrics.jsonl has train step STEP; fail if PID ends first
+  until grep -q "\"event\":\"train\".*\"step\":$2[,}]" "$1/metrics.jsonl" 2>/dev/null; do
+    kill -0 "$3" 2>/dev/null || { cat "$4"; fail "process $3 ended before step $2"; }
+    sleep 0.1
+  done
+}
+
 resident() {  # "resident_projection_bytes=N" logged by rank 0
   sed -n 's/.*frozen projections resident on this rank: \([0-9]*\) bytes.*/\1/p' "$1" | head -1
 }
@@ -137,10 +144,7 @@ r0=$!
 RANK=1 LOCAL_RANK=1 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port "$train" "${long[@]}" \
   --set output_dir="$work/kill" >"$work/kill.1.log" 2>&1 &
 r1=$!
-until grep -q '"event":"train".*"step":5[,}]' "$work/kill/metrics.jsonl" 2>/dev/null; do
-  kill -0 $r0 2>/dev/null || { cat "$work/kill.0.log"; fail "rank 0 ended early"; }
-  sleep 0.1
-done
+wait_for_step "$work/kill" 5 $r0 "$work/kill.0.log"
 kill -9 $r1
 t0=$(date +%s)
 rc=0; wait $r0 || rc=$?
@@ -153,10 +157,7 @@ grep -q "a peer rank exited or is unreachable" "$work/kill.0.log" || { cat "$wor
 echo "   the launcher stops the surviving rank too"
 "$train" "${long[@]}" --set output_dir="$work/kill2" --nproc-per-node 2 >"$work/kill2.log" 2>&1 &
 launcher=$!
-until grep -q '"event":"train".*"step":3[,}]' "$work/kill2/metrics.jsonl" 2>/dev/null; do
-  kill -0 $launcher 2>/dev/null || { cat "$work/kill2.log"; fail "launcher ended early"; }
-  sleep 0.1
-done
+wait_for_step "$work/kill2" 3 $launcher "$work/kill2.log"
 child=$(pgrep -P $launcher | sed -n 2p)
 kill -9 "$child"
 t0=$(date +%s)
@@ -180,10 +181,7 @@ compare_adapters "$work/ref2/adapter_model.safetensors" "$work/kill/adapter_mode
 echo "== SIGINT to the launcher: every rank stops at the same step, rank 0 saves, exit 130"
 "$train" "${long[@]}" --set output_dir="$work/int" --nproc-per-node 2 >"$work/int.log" 2>&1 &
 launcher=$!
-until grep -q '"event":"train".*"step":3[,}]' "$work/int/metrics.jsonl" 2>/dev/null; do
-  kill -0 $launcher 2>/dev/null || { cat "$work/int.log"; fail "launcher ended early"; }
-  sleep 0.1
-done
+wait_for_step "$work/int" 3 $launcher "$work/int.log"
 kill -INT $launcher
 rc=0; wait $launcher || rc=$?
 [ "$rc" = 130 ] || { cat "$work/int.log"; fail "SIGINT: exit $rc, expected 130"; }
