@@ -1,6 +1,8 @@
 // Model + adapter + tokenizer loading for the inference programs (see qlora/eval/inference_model.h).
 #include "qlora/eval/inference_model.h"
 
+#include <nlohmann/json.hpp>
+
 #include <torch/cuda.h>
 
 #include <set>
@@ -102,6 +104,24 @@ InferenceModel load_inference_model(const InferenceOptions& o) {
   }
   if (!o.adapter_dir.empty()) desc += str(", adapter ", o.adapter_dir, " (r ", adapter.config.r, ")");
   return InferenceModel{model, std::move(tokenizer), device, desc};
+}
+
+TrainedBase read_trained_base(const std::string& adapter_dir) {
+  TrainedBase t;
+  t.path = fs::join(adapter_dir, "training_config.json");
+  if (adapter_dir.empty() || !fs::exists(t.path)) return t;
+  try {
+    const nlohmann::json j = nlohmann::json::parse(fs::read_text(t.path));
+    t.found = true;
+    t.model_dir = j.value("model_name_or_path", std::string());
+    const int64_t bits = j.value("bits", int64_t{16});
+    t.quant_type = bits == 4 ? j.value("quant_type", std::string("nf4")) : "none";
+    t.double_quant = bits == 4 && j.value("double_quant", false);
+    t.blocksize = j.value("blocksize", int64_t{64});
+  } catch (const nlohmann::json::exception& e) {
+    QLORA_INPUT_ERROR(t.path, ": ", e.what());
+  }
+  return t;
 }
 
 }  // namespace qlora::eval

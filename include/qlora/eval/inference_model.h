@@ -36,4 +36,16 @@ void check_model_dir(const std::string& dir);
 
 InferenceModel load_inference_model(const InferenceOptions& options);
 
+// How qlora-train loaded the base an adapter was trained on: ADAPTER_DIR/training_config.json, which the
+// trainer writes next to its final adapter and into every checkpoint. `found` is false without that file.
+struct TrainedBase {
+  bool found = false;
+  std::string path;              // the training_config.json read
+  std::string model_dir;         // model_name_or_path as the run saw it (relative to the run's directory)
+  std::string quant_type = "none";  // "nf4" | "fp4" with bits 4, else "none"
+  bool double_quant = false;
+  int64_t blocksize = 64;
+};
+TrainedBase read_trained_base(const std::string& adapter_dir);  // Input error naming the file when malformed
+
 }  // namespace qlora::eval
