@@ -304,6 +304,45 @@ TEST(TrainConfig, ValidateRejectsBadValuesNamingKeyAndOrigin) {
   }
 }
 
+// Integer keys cannot wrap (issue 10 item 3): an unsigned JSON number past int64 is an error naming file:line
+// and key (it used to become -1: max_steps 18446744073709551615 ran with -1), and every integer key has an upper
+// bound that validate() checks (batch x accumulation overflowed; huge accumulation hit vector::reserve).
+TEST_F(ConfigFiles, IntegersThatDoNotFitInt64AreErrors) {
+  const auto path = write("big.json", "{\"model_name_or_path\": \"m\", \"dataset\": \"d.jsonl\",\n"
+                                      " \"max_steps\": 18446744073709551615}\n");
+  std::string msg = input_error([&] { qlora::load_config(path); });
+  EXPECT_NE(msg.find(path + ":2: key \"max_steps\": 18446744073709551615 does not fit a 64-bit signed integer"),
+            std::string::npos) << msg;
+  TrainConfig c = minimal();
+  msg = input_error([&] { qlora::apply_override(c, "seed=99999999999999999999"); });
+  EXPECT_NE(msg.find("--set seed=99999999999999999999: key \"seed\": 99999999999999999999 does not fit"),
+            std::string::npos) << msg;
+  const auto yaml = write("big.yaml", "max_steps: 18446744073709551615\n");
+  msg = input_error([&] { qlora::load_config(yaml); });
+  EXPECT_NE(msg.find(yaml + ":1: key \"max_steps\""), std::string::npos) << msg;
+}
+
+TEST(TrainConfig, EveryIntegerKeyHasAnUpperBound) {
+  for (const auto& s : qlora::config_schema()) {
+    if (s.type != qlora::KeyType::Int) continue;
+    EXPECT_GT(s.max_value, 0) << s.name;
+    // Far below int64 wrap, and batch x accumulation (both <= 2^16) below 2^32.
+    EXPECT_LE(s.max_value, int64_t{1} << 40) << s.name;
+    TrainConfig c = minimal();
+    qlora::apply_override(c, s.name + "=" + std::to_string(s.max_value + 1));
+    const std::string msg = input_error([&] { qlora::validate(c); });
+    EXPECT_NE(msg.find(s.name + " = " + std::to_string(s.max_value + 1)), std::string::npos) << msg;
+    EXPECT_NE(msg.find("must be"), std::string::npos) << msg;
+  }
+  TrainConfig c = minimal();
+  qlora::apply_override(c, "gradient_accumulation_steps=10000000000000");
+  qlora::apply_override(c, "per_device_train_batch_size=10000000000000");
+  const std::string msg = input_error([&] { qlora::validate(c); });
+  EXPECT_NE(msg.find("gradient_accumulation_steps = 10000000000000: must be <= 65536"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("per_device_train_batch_size = 10000000000000: must be <= 65536"), std::string::npos) << msg;
+  EXPECT_NE(qlora::format_schema().find("(<= 65536)"), std::string::npos);
+}
+
 TEST(TrainConfig, ValidateBits16NeedsNoQuantization) {
   TrainConfig c = minimal();
   c.bits = 16;

@@ -186,6 +186,7 @@ struct KeySpec {
   std::string default_value;         // as JSON text, e.g. "0.0002"
   std::string doc;                   // one line
   std::vector<std::string> choices;  // valid values of a Choice key
+  int64_t max_value = 0;             // Int keys: the largest value validate() accepts (bounds sizes and counts)
 };
 
 const std::vector<KeySpec>& config_schema();  // every key, in struct order
