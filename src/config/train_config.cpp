@@ -244,6 +244,8 @@ std::vector<Field> make_fields() {
       key(O, "data_seed", &C::data_seed, "seed for the data order (-1 = seed)"),
 
       key(E, "output_dir", &C::output_dir, "directory for checkpoints, metrics and the effective config"),
+      key(E, "overwrite_output_dir", &C::overwrite_output_dir,
+          "a fresh run (no --resume) deletes the checkpoint-* of an earlier run in output_dir; false = refuse"),
       key(E, "logging_steps", &C::logging_steps, "log the mean training loss every N steps"),
       key(E, "save_strategy", &C::save_strategy, kIntervalStrategyNames, "save checkpoints every save_steps, or no"),
       key(E, "save_steps", &C::save_steps, "save the adapter every N steps"),

@@ -21,6 +21,7 @@
 #include "qlora/train/adapter.h"
 #include "qlora/train/checkpoint.h"
 #include "qlora/train/metrics.h"
+#include "qlora/train/run_guard.h"
 #include "qlora/train/train_step.h"
 
 namespace qlora::train {
@@ -171,10 +172,9 @@ class Trainer {
   explicit Trainer(const TrainConfig& cfg) : cfg_(cfg), device_(resolve_device(cfg)) {}
 
   int run(bool resume) {
+    prepare_output_dir(cfg_, resume);  // refuses to mix two runs in one output_dir (run_guard.h)
     setup();
     if (resume) restore();
-    else if (!list_checkpoints(cfg_.output_dir).empty())
-      log::warn(str(cfg_.output_dir, " already holds checkpoints; starting from step 0 (pass --resume to continue)"));
     if (cfg_.report_to == ReportTo::Jsonl) {
       const std::string metrics_path = fs::join(cfg_.output_dir, "metrics.jsonl");
       if (!resume) fs::write_text_atomic(metrics_path, "");  // a fresh run starts a fresh history

@@ -135,6 +135,7 @@ struct TrainConfig {
 
   // -- logging, evaluation, checkpoints --
   std::string output_dir = "./output";            // checkpoints and metrics, e.g. "output/7b_alpaca"
+  bool overwrite_output_dir = false;              // fresh run deletes old checkpoint-* (HF name), e.g. true
   int64_t logging_steps = 10;                     // log the mean loss every N steps, e.g. 10
   IntervalStrategy save_strategy = IntervalStrategy::Steps;  // "steps" | "no", e.g. "steps"
   int64_t save_steps = 250;                       // save the adapter every N steps, e.g. 500
