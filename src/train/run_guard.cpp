@@ -1,6 +1,8 @@
 // Output-directory guard of a training run. See run_guard.h.
 #include "qlora/train/run_guard.h"
 
+#include <nlohmann/json.hpp>
+
 #include "qlora/common/error.h"
 #include "qlora/common/fs.h"
 #include "qlora/common/log.h"
@@ -15,10 +17,40 @@ std::string where_set(const TrainConfig& cfg, const std::string& key) {
   return it == cfg.origin.end() ? "default" : it->second;
 }
 
+// --resume: the newest checkpoint's config against this run's.
+void check_resume_config(const TrainConfig& cfg, const std::string& checkpoint) {
+  const std::string path = fs::join(checkpoint, "training_config.json");
+  if (!fs::exists(path)) {
+    log::warn(str(path, " is missing: cannot check that the configuration is the checkpoint's"));
+    return;
+  }
+  nlohmann::json saved;
+  try {
+    saved = nlohmann::json::parse(fs::read_text(path));
+  } catch (const nlohmann::json::exception& e) {
+    QLORA_INPUT_ERROR(path, ": not valid JSON (", e.what(), "); the checkpoint's configuration is unreadable");
+  }
+  QLORA_INPUT_CHECK(saved.is_object(), path, ": expected a JSON object of config keys");
+  const auto changes = resume_config_changes(saved, cfg);
+  if (changes.empty()) return;
+  std::string list;
+  for (const auto& c : changes) list += (list.empty() ? "" : "; ") + c;
+  std::string allowed;
+  for (const auto& [key, why] : resume_mutable_keys()) allowed += (allowed.empty() ? "" : ", ") + key;
+  QLORA_INPUT_ERROR("--resume: ", changes.size() == 1 ? "a key differs" : str(changes.size(), " keys differ"),
+                    " from ", path, " and would not continue that run exactly: ", list,
+                    ". Restore the old values, or start a new run in another output_dir (keys that may change on "
+                    "resume: ", allowed, ")");
+}
+
 }  // namespace
 
 void prepare_output_dir(const TrainConfig& cfg, bool resume) {
-  if (resume) return;
+  if (resume) {
+    const std::string latest = latest_checkpoint(cfg.output_dir);
+    if (!latest.empty()) check_resume_config(cfg, latest);  // none: the trainer's restore() says so
+    return;
+  }
   const auto old = list_checkpoints(cfg.output_dir);
   if (old.empty()) return;
   std::string names;

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <set>
 
 #include "input_error_capture.h"
 #include "qlora/common/error.h"
@@ -341,6 +342,41 @@ TEST(TrainConfig, EveryIntegerKeyHasAnUpperBound) {
   EXPECT_NE(msg.find("gradient_accumulation_steps = 10000000000000: must be <= 65536"), std::string::npos) << msg;
   EXPECT_NE(msg.find("per_device_train_batch_size = 10000000000000: must be <= 65536"), std::string::npos) << msg;
   EXPECT_NE(qlora::format_schema().find("(<= 65536)"), std::string::npos);
+}
+
+// --resume compares the config with the checkpoint's (issue 10 item 2).
+TEST(TrainConfig, ResumeConfigChangesListTheKeysThatBreakExactness) {
+  TrainConfig old_cfg = minimal();
+  const nlohmann::json saved = qlora::to_json(old_cfg);
+  TrainConfig now = old_cfg;
+  EXPECT_TRUE(qlora::resume_config_changes(saved, now).empty());
+  qlora::apply_override(now, "lora_alpha=32");
+  qlora::apply_override(now, "dataset=other.jsonl");
+  now.seed = 7;  // not from a file or --set: named as the default's origin
+  // Allowed: the run length, intervals, output-only keys.
+  qlora::apply_override(now, "max_steps=20000");
+  qlora::apply_override(now, "save_steps=10");
+  qlora::apply_override(now, "log_level=debug");
+  const auto changes = qlora::resume_config_changes(saved, now);
+  ASSERT_EQ(changes.size(), 3u);
+  EXPECT_EQ(changes[0], "dataset: \"data/x.jsonl\" -> \"other.jsonl\" (--set dataset=other.jsonl)");
+  EXPECT_EQ(changes[1], "lora_alpha: 16.0 -> 32.0 (--set lora_alpha=32)");
+  EXPECT_EQ(changes[2], "seed: 42 -> 7 (default)");
+  // A key the checkpoint's config lacks (written before the key existed) is not compared.
+  nlohmann::json older = saved;
+  older.erase("lora_alpha");
+  older.erase("dataset");
+  EXPECT_EQ(qlora::resume_config_changes(older, now).size(), 1u);
+  // Every allowed key is a real key, listed once, with its reason.
+  std::set<std::string> seen;
+  for (const auto& [key, why] : qlora::resume_mutable_keys()) {
+    EXPECT_TRUE(seen.insert(key).second) << key;
+    EXPECT_FALSE(why.empty()) << key;
+    EXPECT_TRUE(qlora::to_json(TrainConfig{}).contains(key)) << key;
+  }
+  for (const char* k : {"dataset", "model_name_or_path", "lora_alpha", "lora_r", "seed", "data_seed",
+                        "per_device_train_batch_size", "gradient_accumulation_steps", "learning_rate"})
+    EXPECT_EQ(seen.count(k), 0u) << k << " breaks exactness";
 }
 
 TEST(TrainConfig, ValidateBits16NeedsNoQuantization) {

@@ -210,6 +210,12 @@ void apply_json(TrainConfig& cfg, const nlohmann::ordered_json& object, const st
 
 // Ranges and combinations; one Input error listing every problem, each naming where the key was set.
 void validate(const TrainConfig& cfg);
+// Resume: the keys whose value in `now` differs from `saved` (a checkpoint's training_config.json) in a way
+// that breaks an exact continuation, each as "key: OLD -> NEW". Keys of resume_mutable_keys() may differ;
+// a key that `saved` lacks (a checkpoint written before the key existed) is not compared.
+std::vector<std::string> resume_config_changes(const nlohmann::json& saved, const TrainConfig& now);
+// The keys a resumed run may change, each with why that keeps the continuation exact.
+const std::vector<std::pair<std::string, std::string>>& resume_mutable_keys();
 // Existence of the input paths the run will read (model dir, dataset file, MMLU data); Input error.
 // Not part of validate() so that shipped presets validate without the user's model copies.
 void check_paths(const TrainConfig& cfg);
