@@ -124,7 +124,6 @@ struct TrainerState {
   double window_seconds = 0;
   double last_grad_norm = 0;
   int64_t last_eval_step = -1, last_save_step = -1;
-  json log_history = json::array();  // every train/eval record, as in metrics.jsonl
 
   json to_json() const {
     return {{"global_step", global_step},
@@ -135,8 +134,7 @@ struct TrainerState {
             {"window", {{"loss", window_loss}, {"steps", window_steps}, {"tokens", window_tokens},
                         {"seconds", window_seconds}, {"grad_norm", last_grad_norm}}},
             {"last_eval_step", last_eval_step},
-            {"last_save_step", last_save_step},
-            {"log_history", log_history}};
+            {"last_save_step", last_save_step}};
   }
 
   static TrainerState from_json(const std::string& path) {
@@ -156,7 +154,6 @@ struct TrainerState {
       s.last_grad_norm = w.at("grad_norm").get<double>();
       s.last_eval_step = j.at("last_eval_step").get<int64_t>();
       s.last_save_step = j.at("last_save_step").get<int64_t>();
-      s.log_history = j.at("log_history");
     } catch (const json::exception& e) {
       QLORA_INPUT_ERROR(path, ": ", e.what());
     }
@@ -353,7 +350,6 @@ class Trainer {
                          {"device_peak_bytes", mem.device_peak_bytes},
                          {"elapsed_seconds", state_.train_seconds}};
     metrics_.append(record);
-    state_.log_history.push_back(record);
     std::fprintf(stderr, "%s\n",
                  format_progress(state_.global_step, max_steps_, loss, last_lr_, tps,
                                  per_step * static_cast<double>(max_steps_ - state_.global_step), mem)
@@ -377,7 +373,6 @@ class Trainer {
                          {"eval_examples", e.examples},
                          {"eval_seconds", seconds_since(t0)}};
     metrics_.append(record);
-    state_.log_history.push_back(record);
     state_.last_eval_step = state_.global_step;
     log::info(str("eval at step ", state_.global_step, ": eval_loss ", e.loss, " over ", e.examples, " examples"));
     if (mmlu_) run_mmlu_eval();
@@ -391,7 +386,6 @@ class Trainer {
     for (const auto& [k, v] : metrics.items()) record[k] = v;
     record["mmlu_seconds"] = r.seconds;
     metrics_.append(record);
-    state_.log_history.push_back(record);
     log::info(str("MMLU at step ", state_.global_step, ": macro ", r.report.macro, ", micro ", r.report.micro,
                   " (", r.predictions.size(), " questions)"));
   }
@@ -423,7 +417,7 @@ class Trainer {
 
     std::vector<std::pair<int64_t, double>> train_curve, eval_curve;
     json last_eval = nullptr;
-    for (const auto& r : state_.log_history) {
+    for (const auto& r : metrics_.history()) {
       if (r.value("event", "") == "train") train_curve.emplace_back(r["step"].get<int64_t>(), r["loss"].get<double>());
       if (r.value("event", "") == "eval") {
         eval_curve.emplace_back(r["step"].get<int64_t>(), r["eval_loss"].get<double>());

@@ -1,8 +1,10 @@
 // Checkpoint directories (atomic write, rotation, discovery of the newest complete one), RNG state round
 // trip, the metrics log's resume truncation, the loss-curve SVG and the schedules' shapes. The schedules'
 // values against transformers are checked live in tests/python/test_train_schedules.py.
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
+#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
@@ -107,6 +109,55 @@ TEST(Metrics, ResumeDropsRecordsAfterTheCheckpointStep) {
   EXPECT_EQ(records[3]["step"], 4);
   EXPECT_EQ(records[4]["loss"], 0.5);
   fs::remove_all(out);
+}
+
+// A failed metrics append ends nothing (issue 10 item 10): on a full disk (/dev/full: every write is ENOSPC)
+// append() warns and returns (it used to throw and end the run).
+TEST(Metrics, AppendToAFullDiskDoesNotThrow) {
+  MetricsLog log("/dev/full", -1);
+  for (int step = 1; step <= 3; ++step)
+    EXPECT_NO_THROW(log.append({{"event", "train"}, {"step", step}, {"loss", 1.0}}));
+}
+
+// A metrics.jsonl removed during the run is created anew (writes into the unlinked file would vanish), and
+// history() reads what the file holds; a torn line is skipped.
+TEST(Metrics, RemovedFileIsCreatedAnewAndHistoryReadsTheFile) {
+  const auto out = temp_dir("metrics_rm");
+  const auto path = fs::join(out, "metrics.jsonl");
+  MetricsLog log(path, -1);
+  log.append({{"event", "train"}, {"step", 1}, {"loss", 1.0}});
+  ASSERT_EQ(::unlink(path.c_str()), 0);
+  log.append({{"event", "train"}, {"step", 2}, {"loss", 0.5}});
+  ASSERT_TRUE(fs::exists(path));
+  auto records = log.history();
+  ASSERT_EQ(records.size(), 1u);
+  EXPECT_EQ(records[0]["step"], 2);
+  // Even the directory removed: a warning per outage, no throw, and records resume once it is back.
+  fs::remove_all(out);
+  EXPECT_NO_THROW(log.append({{"event", "train"}, {"step", 3}, {"loss", 0.4}}));
+  EXPECT_TRUE(log.history().empty());
+  fs::make_dirs(out);
+  log.append({{"event", "train"}, {"step", 4}, {"loss", 0.3}});
+  {
+    const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::write(fd, "{\"event\": \"tr", 13), 13);  // a line torn by a kill
+    ::close(fd);
+  }
+  records = log.history();
+  ASSERT_EQ(records.size(), 1u);
+  EXPECT_EQ(records[0]["step"], 4);
+  fs::remove_all(out);
+}
+
+// report_to none: no file; the records of this process stay in memory for the end-of-run curve.
+TEST(Metrics, WithoutAPathHistoryIsInMemory) {
+  MetricsLog log;
+  log.append({{"event", "train"}, {"step", 1}, {"loss", 2.0}});
+  log.append({{"event", "eval"}, {"step", 1}, {"eval_loss", 2.5}});
+  const auto records = log.history();
+  ASSERT_EQ(records.size(), 2u);
+  EXPECT_EQ(records[1]["eval_loss"], 2.5);
 }
 
 TEST(Metrics, SvgHasBothSeriesAndAxes) {

@@ -4,7 +4,8 @@
 //   optimizer.json, optimizer.safetensors            PagedAdamW state (paged_adamw.h)
 //   scheduler.json                                   the LR schedule (lr_schedule.h)
 //   rng_state.safetensors                            torch's default CPU generator (and each CUDA device's)
-//   trainer_state.json                               step, epoch, data cursor, loss accumulators, history
+//   trainer_state.json                               step, epoch, data cursor, loss accumulators (the history
+//                                                    stays in OUTPUT_DIR/metrics.jsonl: a state of constant size)
 //
 // Atomicity: the files are written (each one fsynced) into OUTPUT_DIR/.tmp-checkpoint-STEP-PID/, the directory
 // is fsynced and then renamed to checkpoint-STEP with rename(2) and an fsync of OUTPUT_DIR. A kill at any
