@@ -257,6 +257,9 @@ std::vector<Field> make_fields() {
       key(E, "do_eval", &C::do_eval, "compute the loss on the held-out split (every eval_steps and at the end)"),
       key(E, "report_to", &C::report_to, kReportToNames, "jsonl = output_dir/metrics.jsonl, one JSON object per event"),
       key(E, "log_level", &C::log_level, {"debug", "info", "warn", "error"}, "console log level"),
+      key(E, "nan_policy", &C::nan_policy, {"error", "skip_step"},
+          "non-finite loss or grad norm: error = stop before the update; skip_step = drop the update and redo the "
+          "step on the next batches"),
 
       key(Q, "do_mmlu_eval", &C::do_mmlu_eval, "run MMLU after every evaluation"),
       key(Q, "mmlu_split", &C::mmlu_split, kMmluSplitNames, "eval = MMLU val (1,531 questions), test = 14,042"),

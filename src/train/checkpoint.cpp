@@ -38,10 +38,13 @@ int64_t step_of(const std::string& name) {
 
 }  // namespace
 
-void fault_point(const char* point, int64_t step) {
+bool fault_requested(const char* point, int64_t step) {
   const char* spec = std::getenv("QLORA_FAULT_INJECT");
-  if (spec == nullptr) return;
-  if (std::string(spec) == str(point, "@", step)) {
+  return spec != nullptr && std::string(spec) == str(point, "@", step);
+}
+
+void fault_point(const char* point, int64_t step) {
+  if (fault_requested(point, step)) {
     std::fprintf(stderr, "QLORA_FAULT_INJECT: SIGKILL at %s of step %lld\n", point, static_cast<long long>(step));
     std::raise(SIGKILL);
   }

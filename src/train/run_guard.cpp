@@ -1,5 +1,8 @@
-// Output-directory guard of a training run. See run_guard.h.
+// Output-directory and non-finite-step guards of a training run. See run_guard.h.
 #include "qlora/train/run_guard.h"
+
+#include <cmath>
+#include <limits>
 
 #include <nlohmann/json.hpp>
 
@@ -69,6 +72,41 @@ void prepare_output_dir(const TrainConfig& cfg, bool resume) {
     log::info(str("overwrite_output_dir: deleting ", path, " of an earlier run"));
     fs::remove_all(path);
   }
+}
+
+bool NonFiniteGuard::accept(int64_t step, double loss, double grad_norm, MetricsLog& metrics) {
+  // Test hook: a NaN loss at the first attempt of `step` (its redo under skip_step is finite).
+  if (consecutive_ == 0 && fault_requested("nan-loss", step)) loss = std::numeric_limits<double>::quiet_NaN();
+  if (std::isfinite(loss) && std::isfinite(grad_norm)) {
+    consecutive_ = 0;
+    return true;
+  }
+  ++consecutive_;
+  const std::string what = str("step ", step, ": the loss is ", loss, " and the gradient norm ", grad_norm);
+  if (cfg_.nan_policy == "skip_step" && consecutive_ < kMaxConsecutiveSkips) {
+    ++skipped_;
+    log::warn(str(what, "; nan_policy skip_step: update dropped, the step is redone on the next batches (",
+                  skipped_, " skipped so far)"));
+    metrics.append({{"event", "skip_step"}, {"step", step}, {"loss", loss}, {"grad_norm", grad_norm}});
+    return false;
+  }
+  metrics.append({{"event", "end"}, {"step", step - 1}, {"reason", "non_finite_loss"}});
+  const std::string latest = latest_checkpoint(cfg_.output_dir);
+  const bool gave_up = cfg_.nan_policy == "skip_step";
+  QLORA_INPUT_ERROR(what, gave_up ? str(" (", consecutive_, " non-finite steps in a row)") : "",
+                    "; stopped before the update, so the weights stay finite; newest checkpoint: ",
+                    latest.empty() ? "none" : latest, ". Lower learning_rate or check the data",
+                    gave_up ? "" : ", or set nan_policy \"skip_step\" to drop such steps");
+}
+
+void NonFiniteGuard::check_weights(const std::vector<at::Tensor>& params, int64_t step) const {
+  for (const auto& p : params)
+    if (!at::isfinite(p).all().item<bool>()) {
+      const std::string latest = latest_checkpoint(cfg_.output_dir);
+      QLORA_INPUT_ERROR("step ", step, ": the LoRA weights hold NaN/Inf values (an update overflowed); not saving "
+                        "them over the finite checkpoints (newest: ", latest.empty() ? "none" : latest,
+                        "). Lower learning_rate");
+    }
 }
 
 }  // namespace qlora::train

@@ -293,6 +293,10 @@ class Trainer {
       for (int64_t k = 0; k < cfg_.gradient_accumulation_steps; ++k) micro.push_back(stream_->next());
       const StepLoss step = accumulate_gradients(*model_, micro, cfg_.loss_normalization, device_);
       const double grad_norm = optim::clip_grad_norm(params_, cfg_.max_grad_norm);
+      if (!nan_guard_.accept(state_.global_step + 1, step.loss, grad_norm, metrics_)) {  // nan_policy skip_step
+        optimizer_->zero_grad();
+        continue;
+      }
       const double lr = schedule_.lr(state_.global_step);
       optimizer_->set_lr(lr);
       optimizer_->step();
@@ -310,8 +314,6 @@ class Trainer {
       state_.window_seconds += seconds;
       state_.last_grad_norm = grad_norm;
       last_lr_ = lr;
-      if (!std::isfinite(step.loss) || !std::isfinite(grad_norm))
-        log::warn(str("step ", state_.global_step, ": non-finite loss ", step.loss, " or grad norm ", grad_norm));
 
       if (due(cfg_.logging_steps) || state_.global_step == max_steps_) log_train();
       if (cfg_.do_eval && cfg_.evaluation_strategy == IntervalStrategy::Steps && due(cfg_.effective_eval_steps()))
@@ -391,6 +393,7 @@ class Trainer {
   }
 
   void save() {
+    nan_guard_.check_weights(params_, state_.global_step);
     state_.last_save_step = state_.global_step;
     const TrainerState& st = state_;
     const std::string path = write_checkpoint(cfg_.output_dir, st.global_step, [&](const std::string& dir) {
@@ -461,6 +464,7 @@ class Trainer {
   double last_lr_ = 0;
   TrainerState state_;
   MetricsLog metrics_;
+  NonFiniteGuard nan_guard_{cfg_};
 };
 
 }  // namespace

@@ -357,6 +357,7 @@ TEST(TrainConfig, ResumeConfigChangesListTheKeysThatBreakExactness) {
   qlora::apply_override(now, "max_steps=20000");
   qlora::apply_override(now, "save_steps=10");
   qlora::apply_override(now, "log_level=debug");
+  qlora::apply_override(now, "nan_policy=skip_step");
   const auto changes = qlora::resume_config_changes(saved, now);
   ASSERT_EQ(changes.size(), 3u);
   EXPECT_EQ(changes[0], "dataset: \"data/x.jsonl\" -> \"other.jsonl\" (--set dataset=other.jsonl)");

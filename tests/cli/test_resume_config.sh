@@ -39,7 +39,7 @@ refused "learning_rate=0.0005" "learning_rate: 0.001 -> 0.0005"
 
 echo "== allowed changes resume"
 "$train" "${common[@]}" --set max_steps=4 --set logging_steps=2 --set save_steps=1 --set save_total_limit=5 \
-  --set description=changed --set max_new_tokens=8 --resume > "$work/ok.log" 2>&1 \
+  --set description=changed --set nan_policy=skip_step --set max_new_tokens=8 --resume > "$work/ok.log" 2>&1 \
   || fail "resume with allowed changes: $(tail -3 "$work/ok.log")"
 grep -qF "resumed at step 2" "$work/ok.log" || fail "resume with allowed changes did not resume at step 2"
 [ -d "$out/checkpoint-4" ] || fail "the resumed run did not reach step 4"

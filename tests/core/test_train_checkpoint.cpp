@@ -6,6 +6,8 @@
 #include <torch/torch.h>
 #include <unistd.h>
 
+#include <cmath>
+
 #include <nlohmann/json.hpp>
 
 #include "qlora/common/error.h"
@@ -15,6 +17,7 @@
 #include "qlora/train/adapter.h"
 #include "qlora/train/checkpoint.h"
 #include "qlora/train/metrics.h"
+#include "qlora/train/run_guard.h"
 
 namespace {
 
@@ -158,6 +161,41 @@ TEST(Metrics, WithoutAPathHistoryIsInMemory) {
   const auto records = log.history();
   ASSERT_EQ(records.size(), 2u);
   EXPECT_EQ(records[1]["eval_loss"], 2.5);
+}
+
+// nan_policy (issue 10 item 6): the guard's decisions, before the update of the step.
+TEST(NonFiniteGuard, ErrorStopsSkipStepDropsTheUpdate) {
+  const auto out = temp_dir("nan_guard");
+  qlora::TrainConfig cfg;
+  cfg.output_dir = out;
+  MetricsLog metrics(fs::join(out, "metrics.jsonl"), -1);
+  NonFiniteGuard guard(cfg);
+  EXPECT_TRUE(guard.accept(1, 2.5, 0.3, metrics));
+  try {
+    guard.accept(2, std::nan(""), 0.3, metrics);
+    ADD_FAILURE() << "a NaN loss was accepted";
+  } catch (const qlora::Error& e) {
+    EXPECT_EQ(e.exit_code(), 2);
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("step 2: the loss is nan"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("newest checkpoint: none"), std::string::npos) << msg;
+  }
+  cfg.nan_policy = "skip_step";
+  NonFiniteGuard skip(cfg);
+  EXPECT_FALSE(skip.accept(3, 1.0, INFINITY, metrics));
+  EXPECT_TRUE(skip.accept(3, 1.0, 0.2, metrics));  // the redone step
+  const auto records = metrics.history();
+  ASSERT_EQ(records.size(), 2u);
+  EXPECT_EQ(records[0]["reason"], "non_finite_loss");
+  EXPECT_EQ(records[1]["event"], "skip_step");
+  EXPECT_EQ(records[1]["step"], 3);
+  // Non-finite steps in a row: skip_step gives up (the weights or the data are broken).
+  for (int64_t k = 1; k < NonFiniteGuard::kMaxConsecutiveSkips; ++k) EXPECT_FALSE(skip.accept(4, NAN, NAN, metrics));
+  EXPECT_THROW(skip.accept(4, NAN, NAN, metrics), qlora::Error);
+  // Non-finite weights are never saved.
+  EXPECT_NO_THROW(guard.check_weights({at::ones({2, 2})}, 5));
+  EXPECT_THROW(guard.check_weights({at::ones({2, 2}), at::full({3}, INFINITY)}, 5), qlora::Error);
+  fs::remove_all(out);
 }
 
 TEST(Metrics, SvgHasBothSeriesAndAxes) {

@@ -146,6 +146,7 @@ struct TrainConfig {
   bool do_eval = false;                           // eval loss on the held-out split, e.g. true
   ReportTo report_to = ReportTo::Jsonl;           // metrics sink, e.g. "jsonl"
   std::string log_level = "info";                 // debug | info | warn | error, e.g. "info"
+  std::string nan_policy = "error";               // non-finite loss/grad norm: "error" | "skip_step", e.g. "error"
 
   // -- MMLU (spec section 6) --
   bool do_mmlu_eval = false;                      // MMLU after each evaluation, e.g. true

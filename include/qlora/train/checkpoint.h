@@ -48,6 +48,9 @@ void remove_stale_temp_checkpoints(const std::string& output_dir);
 // itself SIGKILL. Points: "after-adapter" (inside the save, some files written) and "before-rename" (every
 // file written and fsynced, the directory not yet renamed). Unset in normal runs: a no-op.
 void fault_point(const char* point, int64_t step);
+// True when QLORA_FAULT_INJECT names this point and step (for faults other than a kill, e.g. "nan-loss": the
+// non-finite-loss test of tests/cli/test_nan_policy.sh).
+bool fault_requested(const char* point, int64_t step);
 
 // Torch's default generators: "torch_cpu" and "torch_cuda_<i>" for each CUDA device, as uint8 state tensors.
 void save_rng_state(const std::string& path);

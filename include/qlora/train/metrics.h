@@ -6,6 +6,7 @@
 //    "host_rss_bytes", "device_allocated_bytes", "device_peak_bytes", "elapsed_seconds"}
 //   {"event": "eval", "step", "epoch", "eval_loss", "eval_tokens", "eval_seconds"}
 //   {"event": "save", "step", "path"}   {"event": "end", "step", "reason"}
+//   {"event": "skip_step", "step", "loss", "grad_norm"}   (nan_policy skip_step; run_guard.h)
 // On resume, records after the resumed step (written by the killed run after its last checkpoint) are dropped,
 // so the file describes one consistent history. The file is the run's history: checkpoints do not copy it.
 #pragma once
