@@ -141,24 +141,29 @@ void save_rng_state(const std::string& path) {
 }
 
 void load_rng_state(const std::string& path) {
-  const auto file = safetensors::File::open(path);
-  QLORA_INPUT_CHECK(file->has("torch_cpu"), path, ": missing tensor 'torch_cpu' (the CPU generator state)");
-  auto cpu = at::detail::getDefaultCPUGenerator();
-  {
-    std::lock_guard<std::mutex> lock(cpu.mutex());
-    cpu.set_state(tensor_view(file, "torch_cpu").clone());
-  }
-  if (at::hasCUDA()) {
-    for (c10::DeviceIndex i = 0; i < static_cast<c10::DeviceIndex>(at::getNumGPUs()); ++i) {
-      const std::string key = "torch_cuda_" + std::to_string(i);
-      if (!file->has(key)) {
-        log::warn(str(path, ": no state for CUDA device ", int(i), " (saved on another machine); it stays seeded"));
-        continue;
-      }
-      auto gen = at::globalContext().defaultGenerator(at::Device(at::kCUDA, i));
-      std::lock_guard<std::mutex> lock(gen.mutex());
-      gen.set_state(tensor_view(file, key).clone());
+  // A state tensor of the wrong size or dtype makes torch throw c10::Error: name the file (bad input).
+  try {
+    const auto file = safetensors::File::open(path);
+    QLORA_INPUT_CHECK(file->has("torch_cpu"), path, ": missing tensor 'torch_cpu' (the CPU generator state)");
+    auto cpu = at::detail::getDefaultCPUGenerator();
+    {
+      std::lock_guard<std::mutex> lock(cpu.mutex());
+      cpu.set_state(tensor_view(file, "torch_cpu").clone());
     }
+    if (at::hasCUDA()) {
+      for (c10::DeviceIndex i = 0; i < static_cast<c10::DeviceIndex>(at::getNumGPUs()); ++i) {
+        const std::string key = "torch_cuda_" + std::to_string(i);
+        if (!file->has(key)) {
+          log::warn(str(path, ": no state for CUDA device ", int(i), " (saved on another machine); it stays seeded"));
+          continue;
+        }
+        auto gen = at::globalContext().defaultGenerator(at::Device(at::kCUDA, i));
+        std::lock_guard<std::mutex> lock(gen.mutex());
+        gen.set_state(tensor_view(file, key).clone());
+      }
+    }
+  } catch (const c10::Error& e) {
+    QLORA_INPUT_ERROR(path, ": not a generator state torch accepts: ", e.what_without_backtrace());
   }
 }
 
