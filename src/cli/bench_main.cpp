@@ -55,6 +55,8 @@ int main(int argc, char** argv) {
       const int rc = app.exit(e);
       return rc == 0 ? 0 : 2;  // usage errors are bad input
     }
+    qlora::check_output_file(json_path, "--json");
+    qlora::check_output_file(train_json, "--json");
 
     const auto print = [](const std::string& line) {
       std::printf("%s\n", line.c_str());

@@ -33,7 +33,7 @@ int main(int argc, char** argv) {
     std::vector<std::string> overrides;
     show_cmd->add_option("--config", config_path, "a qlora-train config: show its data as the run sees it");
     show_cmd->add_option("--set", overrides, "with --config: override one key, KEY=VALUE (repeatable)");
-    show_cmd->add_option("--dataset", show.data.dataset, "dataset file (.json, .jsonl, .jsonl.gz)");
+    show_cmd->add_option("--dataset", show.data.dataset, "dataset file (.json, .jsonl, .jsonl.gz, .csv, .tsv)");
     show_cmd->add_option("--dataset-format", show.data.dataset_format, "format (default: inferred from the keys)");
     add_tokenizer_flags(show_cmd);
     show_cmd->add_option("--source-max-len", show.data.source_max_len, "source tokens kept, BOS included")

@@ -51,6 +51,8 @@ int main(int argc, char** argv) {
     app.add_option("--json", json_file, "write the results as JSON to FILE");
     app.add_option("--predictions", predictions_file, "MMLU: one JSON line per question to FILE");
     if (const int rc = ev::parse_cli(app, argc, argv); rc >= 0) return rc;
+    qlora::check_output_file(json_file, "--json");
+    qlora::check_output_file(predictions_file, "--predictions");
     QLORA_INPUT_CHECK(mmlu != !perplexity_file.empty(), "give exactly one of --perplexity FILE or --mmlu");
     if (mmlu) QLORA_INPUT_CHECK(!mo.data.empty(), "--mmlu needs --data DIR (the MMLU CSV directory or .json file)");
     mo.split = qlora::mmlu::parse_split(split);

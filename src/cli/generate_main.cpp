@@ -61,6 +61,7 @@ int main(int argc, char** argv) {
     app.add_option("--batch-size", gen.batch_size, "prompts per forward batch")->capture_default_str();
     app.add_option("--json", json_file, "write JSON lines (prompt, ids, text, finish_reason) to FILE");
     if (const int rc = ev::parse_cli(app, argc, argv); rc >= 0) return rc;
+    qlora::check_output_file(json_file, "--json");
     have_prompt = app.count("--prompt") > 0;
     QLORA_INPUT_CHECK(static_cast<int>(have_prompt) + static_cast<int>(!prompts_file.empty()) +
                               static_cast<int>(interactive) == 1,

@@ -1,9 +1,12 @@
 #include "qlora/common/cli.h"
 
+#include <fcntl.h>
 #include <malloc.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <exception>
 #include <filesystem>
 
@@ -47,6 +50,19 @@ int run_cli(const std::string& program, const std::function<int()>& body) {
     std::fprintf(stderr, "%s: error: %s\n", program.c_str(), e.what());
     return 1;
   }
+}
+
+void check_output_file(const std::string& path, const std::string& flag) {
+  if (path.empty()) return;
+  QLORA_INPUT_CHECK(!fs::is_dir(path), flag, " ", path, ": is a directory; expected a file path");
+  const std::string dir = fs::dirname(path);
+  QLORA_INPUT_CHECK(fs::is_dir(dir), flag, " ", path, ": no such directory ", dir);
+  // Results are written atomically (a temp file in the same directory, then rename): probe exactly that.
+  const std::string probe = fs::join(dir, ".qlora-write-check-" + std::to_string(::getpid()));
+  const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  QLORA_INPUT_CHECK(fd >= 0, flag, " ", path, ": cannot create files in ", dir, " (", std::strerror(errno), ")");
+  ::close(fd);
+  ::unlink(probe.c_str());
 }
 
 std::string executable_dir() {

@@ -121,7 +121,7 @@ struct Field {
 template <class T>
 Field plain_field(const char* group, const char* key, KeyType type, T TrainConfig::*member, const char* doc) {
   Field f;
-  f.spec = {key, type, group, "", doc, {}};
+  f.spec = {key, type, group, "", doc, {}, 0};
   f.get = [member](const TrainConfig& c) { return nlohmann::json(c.*member); };
   f.set = [member](TrainConfig& c, const nlohmann::json& v) { c.*member = v.get<T>(); };
   return f;
@@ -144,7 +144,7 @@ Field key(const char* g, const char* k, std::vector<std::string> TrainConfig::*m
 template <class E, size_t N>
 Field key(const char* g, const char* k, E TrainConfig::*m, const EnumName<E> (&names)[N], const char* doc) {
   Field f;
-  f.spec = {k, KeyType::Choice, g, "", doc, enum_choices(names)};
+  f.spec = {k, KeyType::Choice, g, "", doc, enum_choices(names), 0};
   f.get = [m, &names](const TrainConfig& c) { return nlohmann::json(enum_to_string(names, c.*m)); };
   f.set = [m, &names](TrainConfig& c, const nlohmann::json& v) {
     for (const auto& n : names)
@@ -158,6 +158,32 @@ Field key(const char* g, const char* k, std::string TrainConfig::*m, std::vector
   Field f = plain_field(g, k, KeyType::Choice, m, doc);
   f.spec.choices = std::move(choices);
   return f;
+}
+
+// The largest value of every integer key. Sizes and counts feed products, reservations and divisions
+// (batch x accumulation, the sampler's megabatches, vector::reserve), so each has a bound far beyond any real
+// run but far below where int64 arithmetic wraps. validate() checks them; --help shows them.
+void set_int_bounds(std::vector<Field>& f) {
+  constexpr int64_t kTokens = int64_t{1} << 20;         // sequence lengths: 1M tokens, past any LLaMA context
+  constexpr int64_t kRows = 1'000'000'000'000;          // row and question counts
+  constexpr int64_t kSteps = 1'000'000'000;             // step counts and intervals
+  constexpr int64_t kBatch = int64_t{1} << 16;          // batch sizes and accumulation: their product <= 2^32
+  constexpr int64_t kSeed = (int64_t{1} << 32) - 1;     // numpy's seed range (HF set_seed seeds numpy too)
+  const std::map<std::string, int64_t> bounds = {
+      {"source_max_len", kTokens}, {"target_max_len", kTokens}, {"max_train_samples", kRows},
+      {"max_eval_samples", kRows}, {"eval_dataset_size", kRows}, {"lora_r", kBatch},
+      {"bits", 16}, {"blocksize", 4096}, {"warmup_steps", kSteps}, {"max_steps", kSteps},
+      {"per_device_train_batch_size", kBatch}, {"per_device_eval_batch_size", kBatch},
+      {"gradient_accumulation_steps", kBatch}, {"seed", kSeed}, {"data_seed", kSeed},
+      {"logging_steps", kSteps}, {"save_steps", kSteps}, {"save_total_limit", kSteps}, {"eval_steps", kSteps},
+      {"mmlu_shots", 5}, {"max_mmlu_samples", kRows}, {"mmlu_source_max_len", kTokens},
+      {"max_new_tokens", kTokens}, {"top_k", int64_t{1} << 24}};
+  for (auto& x : f) {
+    if (x.spec.type != KeyType::Int) continue;
+    const auto it = bounds.find(x.spec.name);
+    QLORA_CHECK(it != bounds.end(), "integer key ", x.spec.name, " has no upper bound");
+    x.spec.max_value = it->second;
+  }
 }
 
 std::vector<Field> make_fields() {
@@ -228,6 +254,8 @@ std::vector<Field> make_fields() {
           "\"full_shard\": each rank keeps 1/N of the 4-bit base, gathered per layer; \"\" = whole base per rank"),
 
       key(E, "output_dir", &C::output_dir, "directory for checkpoints, metrics and the effective config"),
+      key(E, "overwrite_output_dir", &C::overwrite_output_dir,
+          "a fresh run (no --resume) deletes the checkpoint-* of an earlier run in output_dir; false = refuse"),
       key(E, "logging_steps", &C::logging_steps, "log the mean training loss every N steps"),
       key(E, "save_strategy", &C::save_strategy, kIntervalStrategyNames, "save checkpoints every save_steps, or no"),
       key(E, "save_steps", &C::save_steps, "save the adapter every N steps"),
@@ -239,6 +267,9 @@ std::vector<Field> make_fields() {
       key(E, "do_eval", &C::do_eval, "compute the loss on the held-out split (every eval_steps and at the end)"),
       key(E, "report_to", &C::report_to, kReportToNames, "jsonl = output_dir/metrics.jsonl, one JSON object per event"),
       key(E, "log_level", &C::log_level, {"debug", "info", "warn", "error"}, "console log level"),
+      key(E, "nan_policy", &C::nan_policy, {"error", "skip_step"},
+          "non-finite loss or grad norm: error = stop before the update; skip_step = drop the update and redo the "
+          "step on the next batches"),
 
       key(Q, "do_mmlu_eval", &C::do_mmlu_eval, "run MMLU after every evaluation"),
       key(Q, "mmlu_split", &C::mmlu_split, kMmluSplitNames, "eval = MMLU val (1,531 questions), test = 14,042"),
@@ -257,6 +288,7 @@ std::vector<Field> make_fields() {
   };
   const TrainConfig defaults;
   for (auto& x : f) x.spec.default_value = x.get(defaults).dump();
+  set_int_bounds(f);
   return f;
 }
 
@@ -345,6 +377,10 @@ nlohmann::json coerce_json(const KeySpec& s, const nlohmann::json& v, const std:
       if (v.is_boolean()) return v;
       break;
     case KeyType::Int:
+      // nlohmann reads 18446744073709551615 as unsigned; get<int64_t>() would wrap it to -1.
+      if (v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX))
+        QLORA_INPUT_ERROR(where, ": key \"", s.name, "\": ", v.dump(),
+                          " does not fit a 64-bit signed integer (the key's largest value is ", s.max_value, ")");
       if (v.is_number_integer()) return v.get<int64_t>();
       // 1e4 is a float in JSON; accept it when it is a whole number that fits.
       if (v.is_number_float()) {
@@ -395,6 +431,9 @@ nlohmann::json coerce_text(const KeySpec& s, const std::string& raw, const std::
       const char* b = t.data() + (!t.empty() && t[0] == '+' ? 1 : 0);
       auto r = std::from_chars(b, t.data() + t.size(), x);
       if (!t.empty() && r.ec == std::errc() && r.ptr == t.data() + t.size()) return x;
+      if (r.ec == std::errc::result_out_of_range)
+        QLORA_INPUT_ERROR(where, ": key \"", s.name, "\": ", t,
+                          " does not fit a 64-bit signed integer (the key's largest value is ", s.max_value, ")");
       break;
     }
     case KeyType::Float: {
@@ -653,6 +692,7 @@ std::string format_schema() {
     out += "  " + s.name + std::string(wk - s.name.size() + 2, ' ') + def + std::string(wd - def.size() + 2, ' ') +
            s.doc;
     if (s.type == KeyType::Choice) out += " {" + join_quoted(s.choices) + "}";
+    if (s.type == KeyType::Int) out += " (<= " + std::to_string(s.max_value) + ")";
     out += "\n";
   }
   out += "\n  base" + std::string(wk - 4 + 2, ' ') + std::string(wd + 2, ' ') +

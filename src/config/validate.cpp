@@ -25,14 +25,17 @@ class Problems {
     return cfg_.config_files.empty() ? "default" : cfg_.config_files.back() + " (not set, default)";
   }
   void add(const std::string& key, const std::string& problem) {
+    keys_.insert(key);
     list_.push_back(str(where(key), ": ", key, " = ", values_[key].dump(), ": ", problem));
   }
   void add_missing(const std::string& key, const std::string& problem) {
+    keys_.insert(key);
     list_.push_back(str(where(key), ": ", key, " is not set: ", problem));
   }
   void require(bool ok, const std::string& key, const std::string& problem) {
     if (!ok) add(key, problem);
   }
+  bool has(const std::string& key) const { return keys_.count(key) > 0; }
   void throw_if_any() const {
     if (list_.empty()) return;
     if (list_.size() == 1) throw Error(ErrorKind::Input, list_[0]);
@@ -45,6 +48,7 @@ class Problems {
   const TrainConfig& cfg_;
   nlohmann::ordered_json values_;
   std::vector<std::string> list_;
+  std::set<std::string> keys_;  // keys with a problem listed
 };
 
 bool finite(double x) { return std::isfinite(x); }
@@ -153,6 +157,13 @@ void validate(const TrainConfig& c) {
   p.require(finite(c.temperature) && c.temperature > 0, "temperature", "must be > 0");
   p.require(finite(c.top_p) && c.top_p > 0 && c.top_p <= 1, "top_p", "must be in (0, 1]");
   p.require(c.top_k >= 0, "top_k", "must be >= 0 (0 = no cut)");
+
+  // -- upper bounds of every integer key (the schema's max_value): sizes and counts stay far from int64 wrap;
+  // a key already reported above (e.g. mmlu_shots 6: "must be in 0..5") is not reported twice --
+  const auto values = to_json(c);
+  for (const auto& spec : config_schema())
+    if (spec.type == KeyType::Int && !p.has(spec.name) && values[spec.name].get<int64_t>() > spec.max_value)
+      p.add(spec.name, str("must be <= ", spec.max_value, " (the key's bound; qlora-train --help lists them)"));
 
   p.throw_if_any();
 }

@@ -19,7 +19,7 @@ void cap(std::vector<Sample>& samples, int64_t max_samples) {
 }  // namespace
 
 void validate(const DataOptions& o) {
-  QLORA_INPUT_CHECK(!o.dataset.empty(), "dataset: missing (a local .json, .jsonl or .jsonl.gz file)");
+  QLORA_INPUT_CHECK(!o.dataset.empty(), "dataset: missing (a local .json, .jsonl, .jsonl.gz, .csv or .tsv file)");
   QLORA_INPUT_CHECK(o.source_max_len >= 1, "source_max_len: must be >= 1 (it counts the BOS token), got ",
                     o.source_max_len);
   QLORA_INPUT_CHECK(o.target_max_len >= 1, "target_max_len: must be >= 1, got ", o.target_max_len);

@@ -386,7 +386,7 @@ LoadedDataset load_dataset(const std::string& path, const DatasetLoadOptions& op
   JsonRecordReader reader(path);
   JsonRecord rec;
   if (!reader.next(rec)) {
-    QLORA_INPUT_ERROR(path, ": no records (an empty JSON array)");
+    QLORA_INPUT_ERROR(path, ": no records (an empty JSON array, or a table with only its header row)");
   }
   require_object(path, rec);
   if (options.format.empty()) {

@@ -7,6 +7,8 @@
 
 #include "qlora/common/error.h"
 #include "qlora/common/fs.h"
+#include "qlora/common/util.h"
+#include "qlora/io/csv.h"
 
 namespace qlora::data {
 
@@ -185,6 +187,10 @@ struct JsonRecordReader::Impl {
   int64_t pos_line = 1;
   bool array_done = false;
   int64_t element_index = 0;
+  // .csv / .tsv: the rows as records, read whole.
+  bool table = false;
+  std::vector<JsonRecord> rows;
+  size_t row_pos = 0;
 
   ~Impl() {
     if (gz) gzclose(gz);
@@ -265,6 +271,45 @@ struct JsonRecordReader::Impl {
     return false;
   }
 
+  // The reference reads a local .csv/.tsv with pandas.read_csv (sep "\t" for .tsv): the first row names the
+  // columns, each later row is one record {column: text}. An empty field is null, as pandas' NaN (a missing
+  // value: an optional field falls back to its default, a required one is reported).
+  void read_table(char delimiter) {
+    while (fill()) {
+    }
+    const std::vector<csv::Row> parsed = csv::parse(buf, path, delimiter);
+    buf.clear();
+    QLORA_INPUT_CHECK(!parsed.empty(), path, ":1: empty file (expected a header row naming the columns)");
+    const auto& header = parsed[0].fields;
+    for (size_t c = 0; c < header.size(); ++c) {
+      QLORA_INPUT_CHECK(!header[c].empty(), path, ":", parsed[0].line, ": column ", c + 1, " has no name");
+      for (size_t d = 0; d < c; ++d)
+        QLORA_INPUT_CHECK(header[d] != header[c], path, ":", parsed[0].line, ": column \"", header[c],
+                          "\" is named twice");
+    }
+    for (size_t r = 1; r < parsed.size(); ++r) {
+      const auto& f = parsed[r].fields;
+      QLORA_INPUT_CHECK(f.size() == header.size(), path, ":", parsed[r].line, ": ", f.size(),
+                        " fields, but the header names ", header.size(), " columns");
+      JsonRecord rec;
+      rec.line = parsed[r].line;
+      rec.value = nlohmann::json::object();
+      for (size_t c = 0; c < f.size(); ++c) {
+        size_t bad = 0;
+        if (!valid_utf8(f[c].data(), f[c].size(), &bad))
+          fail_utf8(rec.line + count_newlines(f[c], 0, bad), header[c], static_cast<unsigned char>(f[c][bad]));
+        rec.value[header[c]] = f[c].empty() ? nlohmann::json(nullptr) : nlohmann::json(f[c]);
+      }
+      rows.push_back(std::move(rec));
+    }
+  }
+
+  bool next_row(JsonRecord& out) {
+    if (row_pos >= rows.size()) return false;
+    out = std::move(rows[row_pos++]);
+    return true;
+  }
+
   void skip_ws() {
     while (pos < text.size() && std::strchr(" \t\r\n", text[pos]) && text[pos] != '\0') {
       pos_line += text[pos] == '\n';
@@ -315,10 +360,17 @@ struct JsonRecordReader::Impl {
 JsonRecordReader::JsonRecordReader(const std::string& path) : impl_(std::make_unique<Impl>()) {
   impl_->path = path;
   QLORA_INPUT_CHECK(fs::exists(path), path, ": dataset file not found");
-  QLORA_INPUT_CHECK(!fs::is_dir(path), path, ": is a directory; expected a .json, .jsonl or .jsonl.gz file");
+  QLORA_INPUT_CHECK(!fs::is_dir(path), path,
+                    ": is a directory; expected a .json, .jsonl, .jsonl.gz, .csv or .tsv file");
   impl_->gz = gzopen(path.c_str(), "rb");
   QLORA_INPUT_CHECK(impl_->gz != nullptr, path, ": cannot open for reading (", std::strerror(errno), ")");
   gzbuffer(impl_->gz, 1 << 17);
+  const std::string plain = ends_with(path, ".gz") ? path.substr(0, path.size() - 3) : path;
+  if (ends_with(plain, ".csv") || ends_with(plain, ".tsv")) {
+    impl_->table = true;
+    impl_->read_table(ends_with(plain, ".tsv") ? '\t' : ',');
+    return;
+  }
   // Find the first non-blank byte (after an optional UTF-8 byte order mark) to tell the layouts apart.
   size_t first = std::string::npos;
   while (first == std::string::npos) {
@@ -342,7 +394,10 @@ JsonRecordReader::JsonRecordReader(const std::string& path) : impl_(std::make_un
 
 JsonRecordReader::~JsonRecordReader() = default;
 
-bool JsonRecordReader::next(JsonRecord& out) { return impl_->array ? impl_->next_array(out) : impl_->next_jsonl(out); }
+bool JsonRecordReader::next(JsonRecord& out) {
+  if (impl_->table) return impl_->next_row(out);
+  return impl_->array ? impl_->next_array(out) : impl_->next_jsonl(out);
+}
 const std::string& JsonRecordReader::path() const { return impl_->path; }
 bool JsonRecordReader::is_json_array() const { return impl_->array; }
 

@@ -40,10 +40,13 @@ std::vector<int64_t> length_grouped_indices(const std::vector<int64_t>& lengths,
                                             int64_t megabatch_mult) {
   QLORA_CHECK(group_size > 0, "group_size must be positive");
   const auto n = static_cast<int64_t>(lengths.size());
-  if (megabatch_mult <= 0) megabatch_mult = std::max<int64_t>(1, std::min<int64_t>(n / (group_size * 4), 50));
-  const int64_t mega = megabatch_mult * group_size;
+  // n / 4 / group_size is HF's n // (group_size * 4) without the product, which wraps for a huge group_size
+  // (and then divided by zero).
+  if (megabatch_mult <= 0) megabatch_mult = std::max<int64_t>(1, std::min<int64_t>(n / 4 / group_size, 50));
   std::vector<int64_t> order = random_permutation(n, seed);
   if (n == 0) return order;
+  // megabatch_mult * group_size, capped at n (one megabatch of everything) before it can wrap.
+  const int64_t mega = megabatch_mult > n / group_size ? n : megabatch_mult * group_size;
   for (int64_t start = 0; start < n; start += mega) {
     auto first = order.begin() + start, last = order.begin() + std::min(n, start + mega);
     std::stable_sort(first, last, [&](int64_t a, int64_t b) { return lengths[a] > lengths[b]; });

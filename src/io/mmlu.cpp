@@ -248,10 +248,14 @@ Benchmark load_benchmark(const std::string& path, Split split, int64_t max_quest
     b.prebuilt = true;
     b.questions = read_prebuilt(path);
   } else {
-    for (const auto& [subject, file] : subject_files(split_dir(path, split), split)) {
+    const std::string dir = split_dir(path, split);
+    for (const auto& [subject, file] : subject_files(dir, split)) {
       auto qs = read_subject_csv(file, subject);
       b.questions.insert(b.questions.end(), qs.begin(), qs.end());
     }
+    // Without this, an evaluation of nothing would report 0/0 correct and succeed.
+    QLORA_INPUT_CHECK(!b.questions.empty(), dir, ": the .csv files hold no questions (expected rows of question, "
+                      "A, B, C, D, answer)");
   }
   if (max_questions > 0 && static_cast<int64_t>(b.questions.size()) > max_questions)
     b.questions.resize(static_cast<size_t>(max_questions));

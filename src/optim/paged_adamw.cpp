@@ -239,64 +239,72 @@ void PagedAdamW::save(const std::string& dir) const {
 void PagedAdamW::load(const std::string& dir) {
   const std::string meta_path = fs::join(dir, kMetaFile);
   const std::string state_path = fs::join(dir, kStateFile);
-  json meta;
+  // A checkpoint edited or damaged by hand: wrong JSON types (json::type_error) or tensors torch refuses
+  // (c10::Error) are bad input naming the file, not internal errors.
   try {
-    meta = json::parse(fs::read_text(meta_path));
-  } catch (const json::exception& e) {
-    QLORA_INPUT_ERROR(meta_path, ": not valid JSON: ", e.what());
-  }
-  QLORA_INPUT_CHECK(meta.is_object() && meta.value("format", "") == kFormat, meta_path,
-                    ": not a qlora optimizer state (expected \"format\": \"", kFormat, "\")");
-  QLORA_INPUT_CHECK(meta.value("version", 0) == kFormatVersion, meta_path, ": unsupported version ",
-                    meta.value("version", 0), " (expected ", kFormatVersion, ")");
-  QLORA_INPUT_CHECK(meta.contains("params") && meta["params"].is_array(), meta_path, ": missing key 'params'");
-
-  std::map<std::string, json> saved;
-  for (const auto& p : meta["params"]) {
-    QLORA_INPUT_CHECK(p.is_object() && p.contains("name") && p["name"].is_string(), meta_path,
-                      ": every entry of 'params' needs a string 'name'");
-    saved[p["name"].get<std::string>()] = p;
-  }
-  for (const auto& st : states_)
-    QLORA_INPUT_CHECK(saved.count(st.name), meta_path, ": missing state of parameter '", st.name, "'");
-  std::set<std::string> ours;
-  for (const auto& st : states_) ours.insert(st.name);
-  for (const auto& [name, p] : saved)
-    QLORA_INPUT_CHECK(ours.count(name), meta_path, ": unexpected parameter '", name,
-                      "' (not trained by this run: different LoRA targets or rank?)");
-
-  const auto file = safetensors::File::open(state_path);
-  const auto hp = meta.value("hyperparameters", json::object());
-  if (hp.value("beta1", options_.beta1) != options_.beta1 || hp.value("beta2", options_.beta2) != options_.beta2 ||
-      hp.value("eps", options_.eps) != options_.eps)
-    log::warn(str(meta_path, ": saved betas/eps differ from the configured ones; the configured ones apply"));
-  for (auto& st : states_) {
-    const json& p = saved[st.name];
-    const auto shape = p.value("shape", std::vector<int64_t>{});
-    QLORA_INPUT_CHECK(shape == st.param.sizes().vec(), meta_path, ": parameter '", st.name, "' has shape ",
-                      json(shape).dump(), " in the checkpoint but ", json(st.param.sizes().vec()).dump(), " here");
-    const std::string kind = p.value("state", "");
-    QLORA_INPUT_CHECK(kind == (st.eight_bit ? "8bit" : "32bit"), meta_path, ": parameter '", st.name, "' has ",
-                      kind, " state in the checkpoint but this optimizer uses ", st.eight_bit ? "8bit" : "32bit",
-                      " (optim setting changed?)");
-    QLORA_INPUT_CHECK(p.contains("step") && p["step"].is_number_integer() && p["step"].get<int64_t>() >= 0,
-                      meta_path, ": parameter '", st.name, "' needs a non-negative integer 'step'");
-    auto copy_in = [&](const std::string& suffix, at::Tensor& dst) {
-      const std::string key = st.name + suffix;
-      QLORA_INPUT_CHECK(file->has(key), state_path, ": missing tensor '", key, "'");
-      const at::Tensor src = tensor_view(file, key);
-      QLORA_INPUT_CHECK(src.scalar_type() == dst.scalar_type() && src.numel() == dst.numel(), state_path,
-                        ": tensor '", key, "' has dtype ", c10::toString(src.scalar_type()), " and ", src.numel(),
-                        " elements, expected ", c10::toString(dst.scalar_type()), " and ", dst.numel());
-      dst.copy_(src.reshape({dst.numel()}));  // into the existing (possibly managed) allocation: stays paged
-    };
-    copy_in(".state1", st.state1);
-    copy_in(".state2", st.state2);
-    if (st.eight_bit) {
-      copy_in(".absmax1", st.absmax1);
-      copy_in(".absmax2", st.absmax2);
+    json meta;
+    try {
+      meta = json::parse(fs::read_text(meta_path));
+    } catch (const json::exception& e) {
+      QLORA_INPUT_ERROR(meta_path, ": not valid JSON: ", e.what());
     }
-    st.step = p["step"].get<int64_t>();
+    QLORA_INPUT_CHECK(meta.is_object() && meta.value("format", "") == kFormat, meta_path,
+                      ": not a qlora optimizer state (expected \"format\": \"", kFormat, "\")");
+    QLORA_INPUT_CHECK(meta.value("version", 0) == kFormatVersion, meta_path, ": unsupported version ",
+                      meta.value("version", 0), " (expected ", kFormatVersion, ")");
+    QLORA_INPUT_CHECK(meta.contains("params") && meta["params"].is_array(), meta_path, ": missing key 'params'");
+
+    std::map<std::string, json> saved;
+    for (const auto& p : meta["params"]) {
+      QLORA_INPUT_CHECK(p.is_object() && p.contains("name") && p["name"].is_string(), meta_path,
+                        ": every entry of 'params' needs a string 'name'");
+      saved[p["name"].get<std::string>()] = p;
+    }
+    for (const auto& st : states_)
+      QLORA_INPUT_CHECK(saved.count(st.name), meta_path, ": missing state of parameter '", st.name, "'");
+    std::set<std::string> ours;
+    for (const auto& st : states_) ours.insert(st.name);
+    for (const auto& [name, p] : saved)
+      QLORA_INPUT_CHECK(ours.count(name), meta_path, ": unexpected parameter '", name,
+                        "' (not trained by this run: different LoRA targets or rank?)");
+
+    const auto file = safetensors::File::open(state_path);
+    const auto hp = meta.value("hyperparameters", json::object());
+    if (hp.value("beta1", options_.beta1) != options_.beta1 || hp.value("beta2", options_.beta2) != options_.beta2 ||
+        hp.value("eps", options_.eps) != options_.eps)
+      log::warn(str(meta_path, ": saved betas/eps differ from the configured ones; the configured ones apply"));
+    for (auto& st : states_) {
+      const json& p = saved[st.name];
+      const auto shape = p.value("shape", std::vector<int64_t>{});
+      QLORA_INPUT_CHECK(shape == st.param.sizes().vec(), meta_path, ": parameter '", st.name, "' has shape ",
+                        json(shape).dump(), " in the checkpoint but ", json(st.param.sizes().vec()).dump(), " here");
+      const std::string kind = p.value("state", "");
+      QLORA_INPUT_CHECK(kind == (st.eight_bit ? "8bit" : "32bit"), meta_path, ": parameter '", st.name, "' has ",
+                        kind, " state in the checkpoint but this optimizer uses ", st.eight_bit ? "8bit" : "32bit",
+                        " (optim setting changed?)");
+      QLORA_INPUT_CHECK(p.contains("step") && p["step"].is_number_integer() && p["step"].get<int64_t>() >= 0,
+                        meta_path, ": parameter '", st.name, "' needs a non-negative integer 'step'");
+      auto copy_in = [&](const std::string& suffix, at::Tensor& dst) {
+        const std::string key = st.name + suffix;
+        QLORA_INPUT_CHECK(file->has(key), state_path, ": missing tensor '", key, "'");
+        const at::Tensor src = tensor_view(file, key);
+        QLORA_INPUT_CHECK(src.scalar_type() == dst.scalar_type() && src.numel() == dst.numel(), state_path,
+                          ": tensor '", key, "' has dtype ", c10::toString(src.scalar_type()), " and ", src.numel(),
+                          " elements, expected ", c10::toString(dst.scalar_type()), " and ", dst.numel());
+        dst.copy_(src.reshape({dst.numel()}));  // into the existing (possibly managed) allocation: stays paged
+      };
+      copy_in(".state1", st.state1);
+      copy_in(".state2", st.state2);
+      if (st.eight_bit) {
+        copy_in(".absmax1", st.absmax1);
+        copy_in(".absmax2", st.absmax2);
+      }
+      st.step = p["step"].get<int64_t>();
+    }
+  } catch (const json::exception& e) {
+    QLORA_INPUT_ERROR(meta_path, ": unreadable optimizer state: ", e.what());
+  } catch (const c10::Error& e) {
+    QLORA_INPUT_ERROR(state_path, ": unreadable optimizer state: ", e.what_without_backtrace());
   }
 }
 

@@ -38,10 +38,13 @@ int64_t step_of(const std::string& name) {
 
 }  // namespace
 
-void fault_point(const char* point, int64_t step) {
+bool fault_requested(const char* point, int64_t step) {
   const char* spec = std::getenv("QLORA_FAULT_INJECT");
-  if (spec == nullptr) return;
-  if (std::string(spec) == str(point, "@", step)) {
+  return spec != nullptr && std::string(spec) == str(point, "@", step);
+}
+
+void fault_point(const char* point, int64_t step) {
+  if (fault_requested(point, step)) {
     std::fprintf(stderr, "QLORA_FAULT_INJECT: SIGKILL at %s of step %lld\n", point, static_cast<long long>(step));
     std::raise(SIGKILL);
   }
@@ -146,24 +149,29 @@ std::string rng_state_file(int rank) {
 }
 
 void load_rng_state(const std::string& path) {
-  const auto file = safetensors::File::open(path);
-  QLORA_INPUT_CHECK(file->has("torch_cpu"), path, ": missing tensor 'torch_cpu' (the CPU generator state)");
-  auto cpu = at::detail::getDefaultCPUGenerator();
-  {
-    std::lock_guard<std::mutex> lock(cpu.mutex());
-    cpu.set_state(tensor_view(file, "torch_cpu").clone());
-  }
-  if (at::hasCUDA()) {
-    for (c10::DeviceIndex i = 0; i < static_cast<c10::DeviceIndex>(at::getNumGPUs()); ++i) {
-      const std::string key = "torch_cuda_" + std::to_string(i);
-      if (!file->has(key)) {
-        log::warn(str(path, ": no state for CUDA device ", int(i), " (saved on another machine); it stays seeded"));
-        continue;
-      }
-      auto gen = at::globalContext().defaultGenerator(at::Device(at::kCUDA, i));
-      std::lock_guard<std::mutex> lock(gen.mutex());
-      gen.set_state(tensor_view(file, key).clone());
+  // A state tensor of the wrong size or dtype makes torch throw c10::Error: name the file (bad input).
+  try {
+    const auto file = safetensors::File::open(path);
+    QLORA_INPUT_CHECK(file->has("torch_cpu"), path, ": missing tensor 'torch_cpu' (the CPU generator state)");
+    auto cpu = at::detail::getDefaultCPUGenerator();
+    {
+      std::lock_guard<std::mutex> lock(cpu.mutex());
+      cpu.set_state(tensor_view(file, "torch_cpu").clone());
     }
+    if (at::hasCUDA()) {
+      for (c10::DeviceIndex i = 0; i < static_cast<c10::DeviceIndex>(at::getNumGPUs()); ++i) {
+        const std::string key = "torch_cuda_" + std::to_string(i);
+        if (!file->has(key)) {
+          log::warn(str(path, ": no state for CUDA device ", int(i), " (saved on another machine); it stays seeded"));
+          continue;
+        }
+        auto gen = at::globalContext().defaultGenerator(at::Device(at::kCUDA, i));
+        std::lock_guard<std::mutex> lock(gen.mutex());
+        gen.set_state(tensor_view(file, key).clone());
+      }
+    }
+  } catch (const c10::Error& e) {
+    QLORA_INPUT_ERROR(path, ": not a generator state torch accepts: ", e.what_without_backtrace());
   }
 }
 

@@ -3,16 +3,20 @@
 
 #include <ATen/DeviceAccelerator.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <functional>
 #include <fstream>
 #include <sstream>
 
 #include "qlora/common/error.h"
 #include "qlora/common/fs.h"
+#include "qlora/common/log.h"
 
 namespace qlora::train {
 
@@ -50,21 +54,36 @@ std::vector<json> read_metrics(const std::string& path) {
   return out;
 }
 
+namespace {
+
+// Calls fn(line, record) for every line of `text` that parses as JSON; returns how many lines did not (torn by
+// a kill or a full disk).
+int64_t for_each_record(const std::string& text, const std::function<void(const std::string&, const json&)>& fn) {
+  int64_t bad = 0;
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    json record;
+    try {
+      record = json::parse(line);
+    } catch (const json::exception&) {
+      ++bad;
+      continue;
+    }
+    fn(line, record);
+  }
+  return bad;
+}
+
+}  // namespace
+
 MetricsLog::MetricsLog(const std::string& path, int64_t keep_through_step) : path_(path) {
   if (keep_through_step >= 0 && fs::exists(path)) {
     std::string kept;
-    std::istringstream in(fs::read_text(path));
-    std::string line;
-    while (std::getline(in, line)) {
-      if (line.empty()) continue;
-      json record;
-      try {
-        record = json::parse(line);
-      } catch (const json::exception&) {
-        continue;  // a line torn by the kill that interrupted the previous run
-      }
+    for_each_record(fs::read_text(path), [&](const std::string& line, const json& record) {
       if (record.value("step", int64_t{0}) <= keep_through_step) kept += line + "\n";
-    }
+    });
     fs::write_text_atomic(path, kept);
   }
   fs::make_dirs(fs::dirname(path));
@@ -76,7 +95,8 @@ MetricsLog::~MetricsLog() {
   if (fd_ >= 0) ::close(fd_);
 }
 
-MetricsLog::MetricsLog(MetricsLog&& other) noexcept : path_(std::move(other.path_)), fd_(other.fd_) {
+MetricsLog::MetricsLog(MetricsLog&& other) noexcept
+    : path_(std::move(other.path_)), fd_(other.fd_), lost_(other.lost_), memory_(std::move(other.memory_)) {
   other.fd_ = -1;
 }
 
@@ -85,16 +105,63 @@ MetricsLog& MetricsLog::operator=(MetricsLog&& other) noexcept {
     if (fd_ >= 0) ::close(fd_);
     path_ = std::move(other.path_);
     fd_ = other.fd_;
+    lost_ = other.lost_;
+    memory_ = std::move(other.memory_);
     other.fd_ = -1;
   }
   return *this;
 }
 
+void MetricsLog::reopen_if_removed() {
+  struct stat st {};
+  if (fd_ >= 0 && ::fstat(fd_, &st) == 0 && st.st_nlink > 0) return;
+  if (fd_ >= 0) {
+    // Unlinked while open: writes would succeed into a file nobody can read.
+    log::warn(str(path_, " was removed during the run; writing the following records to a new file"));
+    ::close(fd_);
+  }
+  fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+}
+
 void MetricsLog::append(const json& record) {
-  if (fd_ < 0) return;
-  const std::string line = record.dump() + "\n";
-  fs::write_all(fd_, line.data(), line.size(), path_);
-  ::fdatasync(fd_);  // a record that was logged survives a kill
+  if (path_.empty()) {  // report_to none: the records stay in memory for the end-of-run curve
+    memory_.push_back(record);
+    return;
+  }
+  // A metrics record is worth less than the run: a failed append (disk full, file or directory removed) is
+  // logged, the run goes on, and later records are written again once the file is writable.
+  try {
+    reopen_if_removed();
+    QLORA_INPUT_CHECK(fd_ >= 0, path_, ": cannot open for appending (", std::strerror(errno), ")");
+    const std::string line = record.dump() + "\n";
+    struct stat st {};
+    const off_t before = ::fstat(fd_, &st) == 0 ? st.st_size : -1;
+    try {
+      fs::write_all(fd_, line.data(), line.size(), path_);
+    } catch (...) {
+      // Drop a partial line, so that the next record starts a line of its own.
+      if (before >= 0 && ::ftruncate(fd_, before) != 0) log::warn(str(path_, ": a partial line remains"));
+      throw;
+    }
+    ::fdatasync(fd_);  // a record that was logged survives a kill
+    if (lost_ > 0) log::warn(str(path_, ": writable again after ", lost_, " lost records"));
+    lost_ = 0;
+  } catch (const std::exception& e) {
+    if (lost_++ == 0) log::warn(str(e.what(), "; training goes on without these metrics records"));
+  }
+}
+
+std::vector<json> MetricsLog::history() const {
+  if (path_.empty()) return memory_;
+  std::vector<json> out;
+  if (!fs::exists(path_)) {
+    log::warn(str(path_, " is missing: the loss curve and results have no history"));
+    return out;
+  }
+  const int64_t bad =
+      for_each_record(fs::read_text(path_), [&](const std::string&, const json& r) { out.push_back(r); });
+  if (bad > 0) log::warn(str(path_, ": ", bad, " unreadable lines skipped"));
+  return out;
 }
 
 std::string format_bytes(int64_t bytes) {

@@ -25,6 +25,7 @@
 #include "qlora/train/adapter.h"
 #include "qlora/train/checkpoint.h"
 #include "qlora/train/metrics.h"
+#include "qlora/train/run_guard.h"
 #include "qlora/train/train_step.h"
 
 namespace qlora::train {
@@ -145,7 +146,6 @@ struct TrainerState {
   double last_grad_norm = 0;
   int64_t last_eval_step = -1, last_save_step = -1;
   int64_t world_size = 1;            // ranks of the run that wrote it (a resume needs the same)
-  json log_history = json::array();  // every train/eval record, as in metrics.jsonl
 
   json to_json() const {
     return {{"global_step", global_step},
@@ -157,8 +157,7 @@ struct TrainerState {
             {"window", {{"loss", window_loss}, {"steps", window_steps}, {"tokens", window_tokens},
                         {"seconds", window_seconds}, {"grad_norm", last_grad_norm}}},
             {"last_eval_step", last_eval_step},
-            {"last_save_step", last_save_step},
-            {"log_history", log_history}};
+            {"last_save_step", last_save_step}};
   }
 
   static TrainerState from_json(const std::string& path) {
@@ -179,7 +178,6 @@ struct TrainerState {
       s.last_eval_step = j.at("last_eval_step").get<int64_t>();
       s.last_save_step = j.at("last_save_step").get<int64_t>();
       s.world_size = j.value("world_size", int64_t{1});  // absent in checkpoints of single-process versions
-      s.log_history = j.at("log_history");
     } catch (const json::exception& e) {
       QLORA_INPUT_ERROR(path, ": ", e.what());
     }
@@ -196,10 +194,9 @@ class Trainer {
       : cfg_(cfg), env_(dist::launch_env_from_environment()), device_(resolve_device(cfg, env_)) {}
 
   int run(bool resume) {
+    prepare_output_dir(cfg_, resume, main_rank());  // refuses to mix two runs in one output_dir (run_guard.h)
     setup();
     if (resume) restore();
-    else if (main_rank() && !list_checkpoints(cfg_.output_dir).empty())
-      log::warn(str(cfg_.output_dir, " already holds checkpoints; starting from step 0 (pass --resume to continue)"));
     if (cfg_.report_to == ReportTo::Jsonl && main_rank()) {
       const std::string metrics_path = fs::join(cfg_.output_dir, "metrics.jsonl");
       if (!resume) fs::write_text_atomic(metrics_path, "");  // a fresh run starts a fresh history
@@ -376,6 +373,10 @@ class Trainer {
         sum_over_ranks(step);
       }
       const double grad_norm = optim::clip_grad_norm(params_, cfg_.max_grad_norm);
+      if (!nan_guard_.accept(state_.global_step + 1, step.loss, grad_norm, metrics_)) {  // nan_policy skip_step
+        optimizer_->zero_grad();
+        continue;
+      }
       const double lr = schedule_.lr(state_.global_step);
       optimizer_->set_lr(lr);
       optimizer_->step();
@@ -393,8 +394,6 @@ class Trainer {
       state_.window_seconds += seconds;
       state_.last_grad_norm = grad_norm;
       last_lr_ = lr;
-      if (!std::isfinite(step.loss) || !std::isfinite(grad_norm))
-        log::warn(str("step ", state_.global_step, ": non-finite loss ", step.loss, " or grad norm ", grad_norm));
 
       if (due(cfg_.logging_steps) || state_.global_step == max_steps_) log_train();
       if (cfg_.do_eval && cfg_.evaluation_strategy == IntervalStrategy::Steps && due(cfg_.effective_eval_steps()))
@@ -469,7 +468,6 @@ class Trainer {
                          {"device_peak_bytes", mem.device_peak_bytes},
                          {"elapsed_seconds", state_.train_seconds}};
     metrics_.append(record);
-    state_.log_history.push_back(record);
     if (main_rank())
       std::fprintf(stderr, "%s\n",
                  format_progress(state_.global_step, max_steps_, loss, last_lr_, tps,
@@ -507,7 +505,6 @@ class Trainer {
                          {"eval_examples", e.examples},
                          {"eval_seconds", seconds_since(t0)}};
     metrics_.append(record);
-    state_.log_history.push_back(record);
     state_.last_eval_step = state_.global_step;
     log::info(str("eval at step ", state_.global_step, ": eval_loss ", e.loss, " over ", e.examples, " examples"));
     if (mmlu_) run_mmlu_eval();
@@ -521,7 +518,6 @@ class Trainer {
     for (const auto& [k, v] : metrics.items()) record[k] = v;
     record["mmlu_seconds"] = r.seconds;
     metrics_.append(record);
-    state_.log_history.push_back(record);
     log::info(str("MMLU at step ", state_.global_step, ": macro ", r.report.macro, ", micro ", r.report.micro,
                   " (", r.predictions.size(), " questions)"));
   }
@@ -546,6 +542,7 @@ class Trainer {
   }
 
   void save() {
+    nan_guard_.check_weights(params_, state_.global_step);
     state_.last_save_step = state_.global_step;
     const TrainerState& st = state_;
     const std::vector<NamedTensors> rng = gather_rng_states();  // a collective: every rank, before rank 0 writes
@@ -575,7 +572,7 @@ class Trainer {
 
     std::vector<std::pair<int64_t, double>> train_curve, eval_curve;
     json last_eval = nullptr;
-    for (const auto& r : state_.log_history) {
+    for (const auto& r : metrics_.history()) {
       if (r.value("event", "") == "train") train_curve.emplace_back(r["step"].get<int64_t>(), r["loss"].get<double>());
       if (r.value("event", "") == "eval") {
         eval_curve.emplace_back(r["step"].get<int64_t>(), r["eval_loss"].get<double>());
@@ -623,6 +620,7 @@ class Trainer {
   double last_lr_ = 0;
   TrainerState state_;
   MetricsLog metrics_;
+  NonFiniteGuard nan_guard_{cfg_};
 };
 
 }  // namespace

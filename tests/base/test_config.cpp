@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <set>
 
 #include "input_error_capture.h"
 #include "qlora/common/error.h"
@@ -302,6 +303,81 @@ TEST(TrainConfig, ValidateRejectsBadValuesNamingKeyAndOrigin) {
     EXPECT_NE(msg.find(tc.expect), std::string::npos) << tc.set << " -> " << msg;
     EXPECT_EQ(msg.find("--set " + tc.set), 0u) << "origin first: " << msg;
   }
+}
+
+// Integer keys cannot wrap (issue 10 item 3): an unsigned JSON number past int64 is an error naming file:line
+// and key (it used to become -1: max_steps 18446744073709551615 ran with -1), and every integer key has an upper
+// bound that validate() checks (batch x accumulation overflowed; huge accumulation hit vector::reserve).
+TEST_F(ConfigFiles, IntegersThatDoNotFitInt64AreErrors) {
+  const auto path = write("big.json", "{\"model_name_or_path\": \"m\", \"dataset\": \"d.jsonl\",\n"
+                                      " \"max_steps\": 18446744073709551615}\n");
+  std::string msg = input_error([&] { qlora::load_config(path); });
+  EXPECT_NE(msg.find(path + ":2: key \"max_steps\": 18446744073709551615 does not fit a 64-bit signed integer"),
+            std::string::npos) << msg;
+  TrainConfig c = minimal();
+  msg = input_error([&] { qlora::apply_override(c, "seed=99999999999999999999"); });
+  EXPECT_NE(msg.find("--set seed=99999999999999999999: key \"seed\": 99999999999999999999 does not fit"),
+            std::string::npos) << msg;
+  const auto yaml = write("big.yaml", "max_steps: 18446744073709551615\n");
+  msg = input_error([&] { qlora::load_config(yaml); });
+  EXPECT_NE(msg.find(yaml + ":1: key \"max_steps\""), std::string::npos) << msg;
+}
+
+TEST(TrainConfig, EveryIntegerKeyHasAnUpperBound) {
+  for (const auto& s : qlora::config_schema()) {
+    if (s.type != qlora::KeyType::Int) continue;
+    EXPECT_GT(s.max_value, 0) << s.name;
+    // Far below int64 wrap, and batch x accumulation (both <= 2^16) below 2^32.
+    EXPECT_LE(s.max_value, int64_t{1} << 40) << s.name;
+    TrainConfig c = minimal();
+    qlora::apply_override(c, s.name + "=" + std::to_string(s.max_value + 1));
+    const std::string msg = input_error([&] { qlora::validate(c); });
+    EXPECT_NE(msg.find(s.name + " = " + std::to_string(s.max_value + 1)), std::string::npos) << msg;
+    EXPECT_NE(msg.find("must be"), std::string::npos) << msg;
+  }
+  TrainConfig c = minimal();
+  qlora::apply_override(c, "gradient_accumulation_steps=10000000000000");
+  qlora::apply_override(c, "per_device_train_batch_size=10000000000000");
+  const std::string msg = input_error([&] { qlora::validate(c); });
+  EXPECT_NE(msg.find("gradient_accumulation_steps = 10000000000000: must be <= 65536"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("per_device_train_batch_size = 10000000000000: must be <= 65536"), std::string::npos) << msg;
+  EXPECT_NE(qlora::format_schema().find("(<= 65536)"), std::string::npos);
+}
+
+// --resume compares the config with the checkpoint's (issue 10 item 2).
+TEST(TrainConfig, ResumeConfigChangesListTheKeysThatBreakExactness) {
+  TrainConfig old_cfg = minimal();
+  const nlohmann::json saved = qlora::to_json(old_cfg);
+  TrainConfig now = old_cfg;
+  EXPECT_TRUE(qlora::resume_config_changes(saved, now).empty());
+  qlora::apply_override(now, "lora_alpha=32");
+  qlora::apply_override(now, "dataset=other.jsonl");
+  now.seed = 7;  // not from a file or --set: named as the default's origin
+  // Allowed: the run length, intervals, output-only keys.
+  qlora::apply_override(now, "max_steps=20000");
+  qlora::apply_override(now, "save_steps=10");
+  qlora::apply_override(now, "log_level=debug");
+  qlora::apply_override(now, "nan_policy=skip_step");
+  const auto changes = qlora::resume_config_changes(saved, now);
+  ASSERT_EQ(changes.size(), 3u);
+  EXPECT_EQ(changes[0], "dataset: \"data/x.jsonl\" -> \"other.jsonl\" (--set dataset=other.jsonl)");
+  EXPECT_EQ(changes[1], "lora_alpha: 16.0 -> 32.0 (--set lora_alpha=32)");
+  EXPECT_EQ(changes[2], "seed: 42 -> 7 (default)");
+  // A key the checkpoint's config lacks (written before the key existed) is not compared.
+  nlohmann::json older = saved;
+  older.erase("lora_alpha");
+  older.erase("dataset");
+  EXPECT_EQ(qlora::resume_config_changes(older, now).size(), 1u);
+  // Every allowed key is a real key, listed once, with its reason.
+  std::set<std::string> seen;
+  for (const auto& [key, why] : qlora::resume_mutable_keys()) {
+    EXPECT_TRUE(seen.insert(key).second) << key;
+    EXPECT_FALSE(why.empty()) << key;
+    EXPECT_TRUE(qlora::to_json(TrainConfig{}).contains(key)) << key;
+  }
+  for (const char* k : {"dataset", "model_name_or_path", "lora_alpha", "lora_r", "seed", "data_seed",
+                        "per_device_train_batch_size", "gradient_accumulation_steps", "learning_rate"})
+    EXPECT_EQ(seen.count(k), 0u) << k << " breaks exactness";
 }
 
 TEST(TrainConfig, ValidateBits16NeedsNoQuantization) {

@@ -103,6 +103,64 @@ TEST(JsonRecords, EmptyAndMissingFiles) {
   expect_input_error([&] { load_dataset(arr); }, {arr, "no records"});
 }
 
+// The `dataset` key takes .csv and .tsv files, as the reference's pandas.read_csv: a header row names the fields.
+TEST(TableDatasets, CsvAndTsvRowsAreRecords) {
+  TempDir dir;
+  const auto csv = dir.file("a.csv",
+                            "instruction,input,output\n"
+                            "Add the numbers,\"1, 2\",3\n"
+                            "\"Say\nhi\",,\"hi \"\"there\"\"\"\n");
+  const auto recs = read_json_records(csv);
+  ASSERT_EQ(recs.size(), 2u);
+  EXPECT_EQ(recs[0].line, 2);
+  EXPECT_EQ(recs[0].value, nlohmann::json({{"instruction", "Add the numbers"}, {"input", "1, 2"}, {"output", "3"}}));
+  EXPECT_EQ(recs[1].line, 3);
+  EXPECT_EQ(recs[1].value["instruction"], "Say\nhi");
+  EXPECT_TRUE(recs[1].value["input"].is_null());  // empty = missing, as pandas' NaN
+  EXPECT_EQ(recs[1].value["output"], "hi \"there\"");
+
+  // Mapped as alpaca: the empty input takes the no-input template, exactly as the same JSON record would.
+  const auto ds = load_dataset(csv, {"alpaca"});
+  const auto js = load_dataset(
+      dir.file("a.jsonl",
+               "{\"instruction\": \"Add the numbers\", \"input\": \"1, 2\", \"output\": \"3\"}\n"
+               "{\"instruction\": \"Say\\nhi\", \"input\": \"\", \"output\": \"hi \\\"there\\\"\"}\n"),
+      {"alpaca"});
+  ASSERT_EQ(ds.samples.size(), 2u);
+  ASSERT_EQ(js.samples.size(), 2u);
+  for (size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(ds.samples[i].source, js.samples[i].source) << i;
+    EXPECT_EQ(ds.samples[i].target, js.samples[i].target) << i;
+  }
+
+  const auto tsv = dir.file("b.tsv", "input\toutput\nQ: 1, 2?\tA\n");
+  const auto t = load_dataset(tsv);  // auto: input-output
+  ASSERT_EQ(t.samples.size(), 1u);
+  EXPECT_EQ(t.samples[0].source, "Q: 1, 2?");
+  EXPECT_EQ(t.samples[0].target, "A");
+  // gzip-compressed tables are read too (named .csv.gz).
+  const auto gz = load_dataset(gzip_file(dir, "b.tsv.gz", "input\toutput\nQ\tA\n"));
+  ASSERT_EQ(gz.samples.size(), 1u);
+  EXPECT_EQ(gz.samples[0].target, "A");
+}
+
+TEST(TableDatasets, BadTablesNameFileAndLine) {
+  TempDir dir;
+  const auto short_row = dir.file("s.csv", "input,output\nq,a\nonly one field\n");
+  expect_input_error([&] { read_json_records(short_row); },
+                     {short_row + ":3: 1 fields, but the header names 2 columns"});
+  const auto dup = dir.file("d.csv", "input,input\nq,a\n");
+  expect_input_error([&] { read_json_records(dup); }, {dup + ":1: column \"input\" is named twice"});
+  const auto empty = dir.file("e.tsv", "");
+  expect_input_error([&] { read_json_records(empty); }, {empty + ":1: empty file (expected a header row"});
+  const auto header_only = dir.file("h.csv", "input,output\n");
+  expect_input_error([&] { load_dataset(header_only); }, {header_only, "no records"});
+  const auto missing = dir.file("m.csv", "input,output\nq,\n");
+  expect_input_error([&] { load_dataset(missing); }, {missing + ":2", "output"});
+  const auto utf8 = dir.file("u.csv", "input,output\nq,\xff\n");
+  expect_input_error([&] { read_json_records(utf8); }, {utf8 + ":2: field \"output\": invalid UTF-8"});
+}
+
 TEST(JsonRecords, BadJsonNamesTheLine) {
   TempDir dir;
   const auto p = dir.file("bad.jsonl", "{\"a\": 1}\n{\"a\": 2}\n{\"a\": tru}\n");

@@ -136,6 +136,21 @@ TEST(Sampler, SameSeedSameOrderOtherSeedOtherOrder) {
   EXPECT_NE(epoch_seed(42, 0), epoch_seed(43, 0));
 }
 
+// A group size whose HF formula n // (group_size * 4) wraps int64 to 0 divided by zero (SIGFPE); now it is one
+// megabatch of everything: the permutation sorted longest first (issue 10 item 3).
+TEST(Sampler, HugeGroupSizeIsOneMegabatch) {
+  const auto lengths = random_lengths(100, 1, 300, 5);
+  for (int64_t g : {int64_t{1} << 62, INT64_MAX / 4 + 1, INT64_MAX}) {
+    const auto order = length_grouped_indices(lengths, g, 3);
+    ASSERT_EQ(order.size(), lengths.size()) << g;
+    for (size_t k = 1; k < order.size(); ++k) EXPECT_GE(lengths[order[k - 1]], lengths[order[k]]) << g << " " << k;
+    EXPECT_EQ(order, length_grouped_indices(lengths, 1000, 3)) << g;  // any group size >= n is the same
+  }
+  // An explicit megabatch multiplier times the group size wraps too.
+  EXPECT_EQ(length_grouped_indices(lengths, int64_t{1} << 40, 3, int64_t{1} << 40),
+            length_grouped_indices(lengths, 1000, 3));
+}
+
 TEST(Sampler, TrainEvalSplit) {
   const auto s = train_eval_split(1000, 100, 42);
   EXPECT_EQ(s.eval.size(), 100u);

@@ -196,6 +196,18 @@ TEST(MmluData, BadRowsNameFileAndLine) {
   qlora::fs::remove_all(dir);
 }
 
+// A split directory whose CSVs hold no question: an Input error naming it, not an evaluation of 0/0.
+TEST(MmluData, NoQuestionsNamesTheDirectory) {
+  char tmpl[] = "/tmp/qlora_mmlu_XXXXXX";
+  std::string dir = ::mkdtemp(tmpl);
+  qlora::fs::make_dirs(dir + "/val");
+  qlora::fs::write_text_atomic(dir + "/val/x_val.csv", "");
+  qlora::fs::write_text_atomic(dir + "/val/y_val.csv", "question,A,B,C,D,answer\n");  // cais header only
+  std::string msg = input_error([&] { mmlu::load_benchmark(dir, mmlu::Split::Val); });
+  EXPECT_NE(msg.find(dir + "/val: the .csv files hold no questions"), std::string::npos) << msg;
+  qlora::fs::remove_all(dir);
+}
+
 // ---- prompts, against qlora's prebuilt files ----
 
 TEST(MmluPrompt, HeaderHasTheDoubleSpace) {

@@ -65,6 +65,11 @@ run 2 '"cosin" is not valid (did you mean "cosine"?); valid values: "constant", 
 printf '{"model_name_or_path": "m", "dataset": "d.jsonl",\n\n "learning_rate": -0.0002}\n' >"$TMP/neg.json"
 run 2 'neg.json:3: learning_rate = -0.0002: must be > 0' --config neg.json --dry-run
 run 2 'lora_dropout = 1.5: must be in [0, 1)' --config "$SRC/configs/demo.json" --set lora_dropout=1.5 --dry-run
+# Integers that would wrap: an unsigned JSON number past int64 (it used to become -1), and each key's bound.
+printf '{"model_name_or_path": "m", "dataset": "d.jsonl",\n "max_steps": 18446744073709551615}\n' >"$TMP/big.json"
+run 2 'big.json:2: key "max_steps": 18446744073709551615 does not fit a 64-bit signed integer' --config big.json --dry-run
+run 2 'gradient_accumulation_steps = 10000000000000: must be <= 65536' --config "$SRC/configs/demo.json" \
+  --set gradient_accumulation_steps=10000000000000 --dry-run
 # Missing model path: named, with how to fix it.
 printf '{"dataset": "d.jsonl"}\n' >"$TMP/nomodel.json"
 run 2 'nomodel.json (not set, default): model_name_or_path is not set' --config nomodel.json --dry-run

@@ -1,8 +1,12 @@
 // Checkpoint directories (atomic write, rotation, discovery of the newest complete one), RNG state round
 // trip, the metrics log's resume truncation, the loss-curve SVG and the schedules' shapes. The schedules'
 // values against transformers are checked live in tests/python/test_train_schedules.py.
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
+#include <unistd.h>
+
+#include <cmath>
 
 #include <nlohmann/json.hpp>
 
@@ -13,6 +17,7 @@
 #include "qlora/train/adapter.h"
 #include "qlora/train/checkpoint.h"
 #include "qlora/train/metrics.h"
+#include "qlora/train/run_guard.h"
 
 namespace {
 
@@ -106,6 +111,90 @@ TEST(Metrics, ResumeDropsRecordsAfterTheCheckpointStep) {
   ASSERT_EQ(records.size(), 5u);
   EXPECT_EQ(records[3]["step"], 4);
   EXPECT_EQ(records[4]["loss"], 0.5);
+  fs::remove_all(out);
+}
+
+// A failed metrics append ends nothing (issue 10 item 10): on a full disk (/dev/full: every write is ENOSPC)
+// append() warns and returns (it used to throw and end the run).
+TEST(Metrics, AppendToAFullDiskDoesNotThrow) {
+  MetricsLog log("/dev/full", -1);
+  for (int step = 1; step <= 3; ++step)
+    EXPECT_NO_THROW(log.append({{"event", "train"}, {"step", step}, {"loss", 1.0}}));
+}
+
+// A metrics.jsonl removed during the run is created anew (writes into the unlinked file would vanish), and
+// history() reads what the file holds; a torn line is skipped.
+TEST(Metrics, RemovedFileIsCreatedAnewAndHistoryReadsTheFile) {
+  const auto out = temp_dir("metrics_rm");
+  const auto path = fs::join(out, "metrics.jsonl");
+  MetricsLog log(path, -1);
+  log.append({{"event", "train"}, {"step", 1}, {"loss", 1.0}});
+  ASSERT_EQ(::unlink(path.c_str()), 0);
+  log.append({{"event", "train"}, {"step", 2}, {"loss", 0.5}});
+  ASSERT_TRUE(fs::exists(path));
+  auto records = log.history();
+  ASSERT_EQ(records.size(), 1u);
+  EXPECT_EQ(records[0]["step"], 2);
+  // Even the directory removed: a warning per outage, no throw, and records resume once it is back.
+  fs::remove_all(out);
+  EXPECT_NO_THROW(log.append({{"event", "train"}, {"step", 3}, {"loss", 0.4}}));
+  EXPECT_TRUE(log.history().empty());
+  fs::make_dirs(out);
+  log.append({{"event", "train"}, {"step", 4}, {"loss", 0.3}});
+  {
+    const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::write(fd, "{\"event\": \"tr", 13), 13);  // a line torn by a kill
+    ::close(fd);
+  }
+  records = log.history();
+  ASSERT_EQ(records.size(), 1u);
+  EXPECT_EQ(records[0]["step"], 4);
+  fs::remove_all(out);
+}
+
+// report_to none: no file; the records of this process stay in memory for the end-of-run curve.
+TEST(Metrics, WithoutAPathHistoryIsInMemory) {
+  MetricsLog log;
+  log.append({{"event", "train"}, {"step", 1}, {"loss", 2.0}});
+  log.append({{"event", "eval"}, {"step", 1}, {"eval_loss", 2.5}});
+  const auto records = log.history();
+  ASSERT_EQ(records.size(), 2u);
+  EXPECT_EQ(records[1]["eval_loss"], 2.5);
+}
+
+// nan_policy (issue 10 item 6): the guard's decisions, before the update of the step.
+TEST(NonFiniteGuard, ErrorStopsSkipStepDropsTheUpdate) {
+  const auto out = temp_dir("nan_guard");
+  qlora::TrainConfig cfg;
+  cfg.output_dir = out;
+  MetricsLog metrics(fs::join(out, "metrics.jsonl"), -1);
+  NonFiniteGuard guard(cfg);
+  EXPECT_TRUE(guard.accept(1, 2.5, 0.3, metrics));
+  try {
+    guard.accept(2, std::nan(""), 0.3, metrics);
+    ADD_FAILURE() << "a NaN loss was accepted";
+  } catch (const qlora::Error& e) {
+    EXPECT_EQ(e.exit_code(), 2);
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("step 2: the loss is nan"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("newest checkpoint: none"), std::string::npos) << msg;
+  }
+  cfg.nan_policy = "skip_step";
+  NonFiniteGuard skip(cfg);
+  EXPECT_FALSE(skip.accept(3, 1.0, INFINITY, metrics));
+  EXPECT_TRUE(skip.accept(3, 1.0, 0.2, metrics));  // the redone step
+  const auto records = metrics.history();
+  ASSERT_EQ(records.size(), 2u);
+  EXPECT_EQ(records[0]["reason"], "non_finite_loss");
+  EXPECT_EQ(records[1]["event"], "skip_step");
+  EXPECT_EQ(records[1]["step"], 3);
+  // Non-finite steps in a row: skip_step gives up (the weights or the data are broken).
+  for (int64_t k = 1; k < NonFiniteGuard::kMaxConsecutiveSkips; ++k) EXPECT_FALSE(skip.accept(4, NAN, NAN, metrics));
+  EXPECT_THROW(skip.accept(4, NAN, NAN, metrics), qlora::Error);
+  // Non-finite weights are never saved.
+  EXPECT_NO_THROW(guard.check_weights({at::ones({2, 2})}, 5));
+  EXPECT_THROW(guard.check_weights({at::ones({2, 2}), at::full({3}, INFINITY)}, 5), qlora::Error);
   fs::remove_all(out);
 }
 

@@ -2,7 +2,8 @@
 
 Each test script is a plain program: `python tests/python/test_x.py --bin-dir build/bin`.
 It exits 0 on success, 1 on failure (an AssertionError with a message), and 77 (ctest SKIP) when the
-venv lacks a reference library. Keep them deterministic: fixed seeds, CPU, fp32 unless stated.
+venv lacks a reference library; in CI (environment CI=true) a missing library is a failure (exit 1), so
+that CI cannot be green with every parity test skipped. Keep them deterministic: fixed seeds, CPU, fp32 unless stated.
 """
 import argparse
 import importlib
@@ -24,13 +25,22 @@ def parse_args(extra=None):
     return p.parse_args()
 
 
+def in_ci():
+    """CI=true, as GitHub Actions, GitLab CI and most CI services set it."""
+    return os.environ.get("CI", "").lower() == "true"
+
+
 def require(*modules):
-    """Import the reference libraries or skip the test (exit 77) naming what is missing."""
+    """Import the reference libraries or skip the test (exit 77) naming what is missing; in CI, fail (exit 1)."""
     out = []
     for m in modules:
         try:
             out.append(importlib.import_module(m))
         except Exception as e:  # ImportError, or a library failing to initialise
+            if in_ci():
+                print(f"FAIL: python module {m!r} not available: {e} (CI=true: a parity test may not skip; "
+                      f"rerun scripts/setup.sh)")
+                sys.exit(1)
             print(f"SKIP: python module {m!r} not available: {e}")
             sys.exit(SKIP)
     return out[0] if len(out) == 1 else out

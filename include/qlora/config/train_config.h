@@ -147,6 +147,7 @@ struct TrainConfig {
 
   // -- logging, evaluation, checkpoints --
   std::string output_dir = "./output";            // checkpoints and metrics, e.g. "output/7b_alpaca"
+  bool overwrite_output_dir = false;              // fresh run deletes old checkpoint-* (HF name), e.g. true
   int64_t logging_steps = 10;                     // log the mean loss every N steps, e.g. 10
   IntervalStrategy save_strategy = IntervalStrategy::Steps;  // "steps" | "no", e.g. "steps"
   int64_t save_steps = 250;                       // save the adapter every N steps, e.g. 500
@@ -157,6 +158,7 @@ struct TrainConfig {
   bool do_eval = false;                           // eval loss on the held-out split, e.g. true
   ReportTo report_to = ReportTo::Jsonl;           // metrics sink, e.g. "jsonl"
   std::string log_level = "info";                 // debug | info | warn | error, e.g. "info"
+  std::string nan_policy = "error";               // non-finite loss/grad norm: "error" | "skip_step", e.g. "error"
 
   // -- MMLU (spec section 6) --
   bool do_mmlu_eval = false;                      // MMLU after each evaluation, e.g. true
@@ -198,6 +200,7 @@ struct KeySpec {
   std::string default_value;         // as JSON text, e.g. "0.0002"
   std::string doc;                   // one line
   std::vector<std::string> choices;  // valid values of a Choice key
+  int64_t max_value = 0;             // Int keys: the largest value validate() accepts (bounds sizes and counts)
 };
 
 const std::vector<KeySpec>& config_schema();  // every key, in struct order
@@ -220,6 +223,12 @@ void apply_json(TrainConfig& cfg, const nlohmann::ordered_json& object, const st
 
 // Ranges and combinations; one Input error listing every problem, each naming where the key was set.
 void validate(const TrainConfig& cfg);
+// Resume: the keys whose value in `now` differs from `saved` (a checkpoint's training_config.json) in a way
+// that breaks an exact continuation, each as "key: OLD -> NEW". Keys of resume_mutable_keys() may differ;
+// a key that `saved` lacks (a checkpoint written before the key existed) is not compared.
+std::vector<std::string> resume_config_changes(const nlohmann::json& saved, const TrainConfig& now);
+// The keys a resumed run may change, each with why that keeps the continuation exact.
+const std::vector<std::pair<std::string, std::string>>& resume_mutable_keys();
 // Existence of the input paths the run will read (model dir, dataset file, MMLU data); Input error.
 // Not part of validate() so that shipped presets validate without the user's model copies.
 void check_paths(const TrainConfig& cfg);

@@ -1,7 +1,9 @@
 // Readers for local dataset files: a JSON array of records, JSON Lines, and either one gzip-compressed
-// (detected by its magic bytes, whatever the name). JSON Lines are streamed line by line; a JSON array is
-// read whole and parsed one element at a time. Every record remembers the line it starts on, so that a bad
-// record is reported as FILE:LINE: field "x": what is wrong (qlora::Error Input, exit code 2).
+// (detected by its magic bytes, whatever the name); a .csv or .tsv file (named so, optionally .gz) is a table
+// whose header row names the fields of each row's record (the reference's pandas.read_csv). JSON Lines are
+// streamed line by line; a JSON array is read whole and parsed one element at a time. Every record remembers
+// the line it starts on, so that a bad record is reported as FILE:LINE: field "x": what is wrong (qlora::Error
+// Input, exit code 2).
 #pragma once
 #include <cstdint>
 #include <memory>

@@ -4,7 +4,8 @@
 //   optimizer.json, optimizer.safetensors            PagedAdamW state (paged_adamw.h)
 //   scheduler.json                                   the LR schedule (lr_schedule.h)
 //   rng_state.safetensors                            torch's default CPU generator (and each CUDA device's)
-//   trainer_state.json                               step, epoch, data cursor, loss accumulators, history
+//   trainer_state.json                               step, epoch, data cursor, loss accumulators (the history
+//                                                    stays in OUTPUT_DIR/metrics.jsonl: a state of constant size)
 //
 // Atomicity: the files are written (each one fsynced) into OUTPUT_DIR/.tmp-checkpoint-STEP-PID/, the directory
 // is fsynced and then renamed to checkpoint-STEP with rename(2) and an fsync of OUTPUT_DIR. A kill at any
@@ -49,6 +50,9 @@ void remove_stale_temp_checkpoints(const std::string& output_dir);
 // itself SIGKILL. Points: "after-adapter" (inside the save, some files written) and "before-rename" (every
 // file written and fsynced, the directory not yet renamed). Unset in normal runs: a no-op.
 void fault_point(const char* point, int64_t step);
+// True when QLORA_FAULT_INJECT names this point and step (for faults other than a kill, e.g. "nan-loss": the
+// non-finite-loss test of tests/cli/test_nan_policy.sh).
+bool fault_requested(const char* point, int64_t step);
 
 // Torch's default generators: "torch_cpu" and "torch_cuda_<i>" for each CUDA device, as uint8 state tensors.
 std::vector<std::pair<std::string, at::Tensor>> rng_state_tensors();  // this process's generators

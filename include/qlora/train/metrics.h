@@ -6,8 +6,9 @@
 //    "host_rss_bytes", "device_allocated_bytes", "device_peak_bytes", "elapsed_seconds"}
 //   {"event": "eval", "step", "epoch", "eval_loss", "eval_tokens", "eval_seconds"}
 //   {"event": "save", "step", "path"}   {"event": "end", "step", "reason"}
+//   {"event": "skip_step", "step", "loss", "grad_norm"}   (nan_policy skip_step; run_guard.h)
 // On resume, records after the resumed step (written by the killed run after its last checkpoint) are dropped,
-// so the file describes one consistent history.
+// so the file describes one consistent history. The file is the run's history: checkpoints do not copy it.
 #pragma once
 #include <ATen/ATen.h>
 
@@ -39,12 +40,22 @@ class MetricsLog {
   MetricsLog(MetricsLog&& other) noexcept;
   MetricsLog& operator=(MetricsLog&& other) noexcept;
 
-  void append(const nlohmann::json& record);  // one line, written and fsynced
+  // One line, written and fsynced. Never throws: a failed write (disk full, file removed) is a warning and
+  // the run goes on (a removed file is created anew). Without a path (report_to none) the record is kept in
+  // memory for history().
+  void append(const nlohmann::json& record);
   const std::string& path() const { return path_; }
+  // Every record of the run: the file's (unreadable lines skipped with a warning), or the in-memory ones.
+  // What the end-of-run curve and results read, so checkpoints need not carry the history.
+  std::vector<nlohmann::json> history() const;
 
  private:
+  void reopen_if_removed();
+
   std::string path_;
   int fd_ = -1;
+  int64_t lost_ = 0;                     // records not written since the last successful append
+  std::vector<nlohmann::json> memory_;  // report_to none
 };
 
 // Reads every record of a metrics.jsonl (Input error naming the file and line on a malformed line).

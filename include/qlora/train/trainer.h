@@ -1,7 +1,7 @@
 // The training loop behind `qlora-train` (qlora-reference.md sections 1-3 and 10):
 //
 //   load tokenizer, data (train + held-out eval split), model (4-bit base when bits == 4, LoRA per config)
-//   -> [resume: newest complete checkpoint: adapter, optimizer, scheduler, RNG states, data cursor, history]
+//   -> [resume: newest complete checkpoint: adapter, optimizer, scheduler, RNG states, data cursor, loss sums]
 //   -> [do_eval with evaluation_strategy steps: the eval loss at step 0, the curve's starting point]
 //   -> per optimizer step: gradient_accumulation_steps micro-batches (loss_normalization), clip the global
 //      grad norm to max_grad_norm, lr from the schedule, PagedAdamW step, zero grads
