@@ -15,6 +15,7 @@
 
 #include "qlora/common/error.h"
 #include "qlora/common/fs.h"
+#include "qlora/common/json_depth.h"
 
 namespace qlora {
 
@@ -464,6 +465,7 @@ bool has_suffix(const std::string& s, const std::string& suffix) {
 }
 
 std::vector<Entry> read_json_entries(const std::string& path, const std::string& text) {
+  check_json_depth(text, path);
   nlohmann::json root;
   try {
     root = nlohmann::json::parse(text);

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "qlora/common/error.h"
+#include "qlora/common/json_depth.h"
 #include "qlora/common/fs.h"
 
 namespace qlora {
@@ -133,6 +134,7 @@ const char* rope_type_name(RopeScaling::Type type) {
 }
 
 LlamaConfig LlamaConfig::from_json_text(const std::string& text, const std::string& source) {
+  check_json_depth(text, source);
   json j;
   try {
     j = json::parse(text);

@@ -10,6 +10,7 @@
 #include <set>
 
 #include "qlora/common/error.h"
+#include "qlora/common/json_depth.h"
 #include "qlora/common/fs.h"
 #include "qlora/common/log.h"
 #include "qlora/tensor/safetensors_torch.h"
@@ -64,9 +65,11 @@ class CheckpointFiles {
 
  private:
   void open_sharded(const std::string& index_path) {
+    const std::string text = fs::read_text(index_path);
+    check_json_depth(text, index_path);
     nlohmann::json j;
     try {
-      j = nlohmann::json::parse(fs::read_text(index_path));
+      j = nlohmann::json::parse(text);
     } catch (const nlohmann::json::parse_error& e) {
       QLORA_INPUT_ERROR(index_path, ": not valid JSON: ", e.what());
     }

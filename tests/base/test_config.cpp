@@ -232,6 +232,18 @@ TEST_F(ConfigFiles, SyntaxErrorsAndDuplicates) {
   EXPECT_NE(msg.find("missing.json: config file not found"), std::string::npos) << msg;
 }
 
+// A value nested a million deep used to overflow the stack when the reader copied it (nlohmann copies
+// recurse per level). JSON is refused by our depth check, YAML by yaml-cpp's own depth guard.
+TEST_F(ConfigFiles, DeeplyNestedValueIsInputError) {
+  const size_t depth = 1000000;
+  const std::string deep = std::string(depth, '[') + std::string(depth, ']');
+  auto path = write("deep.json", "{\n  \"lora_r\": 8,\n  \"lora_modules\": " + deep + "\n}\n");
+  std::string msg = input_error([&] { qlora::load_config(path); });
+  EXPECT_NE(msg.find(path + ": JSON nested deeper than 64 levels (line 3)"), std::string::npos) << msg;
+  msg = input_error([&] { qlora::load_config(write("deep.yaml", "lora_r: 8\nlora_modules: " + deep + "\n")); });
+  EXPECT_NE(msg.find("deep.yaml:"), std::string::npos) << msg;
+}
+
 TEST_F(ConfigFiles, NestedObjectsDoNotConfuseLineScan) {
   // A key nested in a value must not be taken for a top-level key, and strings with braces and escaped
   // quotes must not change the nesting depth.
