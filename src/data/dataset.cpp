@@ -208,15 +208,24 @@ void load_flat_messages(const std::string& path, const std::vector<JsonRecord>& 
   ds.num_orphans = orphans;
 }
 
-void add_nested(const std::string& path, const JsonRecord& rec, const json& node, const std::string& where,
-                std::vector<Message>& table) {
-  const size_t self = table.size();
-  table.push_back(read_message(path, rec, node, where));
-  const json& replies = array_field(path, rec, node, "replies", where + ".replies");
-  for (size_t k = 0; k < replies.size(); ++k) {
-    const size_t child = table.size();
-    add_nested(path, rec, replies[k], str(where, ".replies[", k, "]"), table);
-    table[self].children.push_back(child);
+// Flattens the tree under `root` into `table` in pre-order (a message, then each reply's subtree in file
+// order), with an explicit stack rather than recursion: the stack would grow by a frame per reply level.
+void add_nested(const std::string& path, const JsonRecord& rec, const json& root, std::vector<Message>& table) {
+  struct Pending {
+    const json* node;
+    std::string where;  // field path for messages, e.g. prompt.replies[0].replies[2]
+    size_t parent;      // SIZE_MAX for the root
+  };
+  std::vector<Pending> todo{{&root, "prompt", SIZE_MAX}};
+  while (!todo.empty()) {
+    Pending p = std::move(todo.back());
+    todo.pop_back();
+    const size_t self = table.size();
+    table.push_back(read_message(path, rec, *p.node, p.where));
+    if (p.parent != SIZE_MAX) table[p.parent].children.push_back(self);
+    const json& replies = array_field(path, rec, *p.node, "replies", p.where + ".replies");
+    // Pushed last to first, so the first reply (and its whole subtree) comes next: the recursive order.
+    for (size_t k = replies.size(); k-- > 0;) todo.push_back({&replies[k], str(p.where, ".replies[", k, "]"), self});
   }
 }
 
@@ -226,7 +235,7 @@ void load_nested_trees(const std::string& path, const std::vector<JsonRecord>& r
     QLORA_INPUT_CHECK(has(rec.value, "prompt") && rec.value.at("prompt").is_object(), record_where(path, rec),
                       ": field \"prompt\": missing, expected the tree's root message (an object with replies)");
     std::vector<Message> table;
-    add_nested(path, rec, rec.value.at("prompt"), "prompt", table);
+    add_nested(path, rec, rec.value.at("prompt"), table);
     Sample s;
     if (render_top_path(table, 0, s)) {
       ds.samples.push_back(std::move(s));
