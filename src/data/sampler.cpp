@@ -78,8 +78,8 @@ DataCursor cursor_from_json(const nlohmann::json& j, const std::string& where) {
   return {field("epoch"), field("index")};
 }
 
-TrainBatchStream::TrainBatchStream(const std::vector<Example>& examples, const BatchingOptions& options)
-    : examples_(&examples), options_(options) {
+TrainBatchStream::TrainBatchStream(const ExampleSet& examples, const BatchingOptions& options)
+    : examples_(examples), options_(options) {
   QLORA_INPUT_CHECK(!examples.empty(), "no training examples (is the dataset empty after the eval split and "
                     "max_train_samples?)");
   QLORA_INPUT_CHECK(options.micro_batch_size >= 1, "per_device_train_batch_size must be >= 1, got ",
@@ -89,7 +89,7 @@ TrainBatchStream::TrainBatchStream(const std::vector<Example>& examples, const B
   QLORA_INPUT_CHECK(!options.packing || options.pack_len >= 1, "packing needs a positive pack length, got ",
                     options.pack_len);
   lengths_.reserve(examples.size());
-  for (const auto& ex : examples) lengths_.push_back(ex.length);
+  for (size_t i = 0; i < examples.size(); ++i) lengths_.push_back(examples.length(i));
   build_order(0);
 }
 
@@ -115,16 +115,16 @@ Batch TrainBatchStream::next() {
   auto at = static_cast<size_t>(cursor_.index);
   while (static_cast<int64_t>(rows.size()) < options_.micro_batch_size && at < order_.size()) {
     if (options_.packing) {
-      rows.push_back(take_packed_row(*examples_, order_, at, options_.pack_len));
+      rows.push_back(take_packed_row(examples_, order_, at, options_.pack_len));
     } else {
       rows.push_back({order_[at++]});
     }
   }
   cursor_.index = static_cast<int64_t>(at);
-  return collate(*examples_, rows, options_.pad_id);
+  return collate(examples_, rows, options_.pad_id);
 }
 
-std::vector<Batch> eval_batches(const std::vector<Example>& examples, int64_t micro_batch_size, int32_t pad_id) {
+std::vector<Batch> eval_batches(const ExampleSet& examples, int64_t micro_batch_size, int32_t pad_id) {
   QLORA_INPUT_CHECK(micro_batch_size >= 1, "per_device_eval_batch_size must be >= 1, got ", micro_batch_size);
   std::vector<Batch> out;
   const auto n = static_cast<int64_t>(examples.size());
