@@ -479,6 +479,8 @@ std::vector<Entry> read_json_entries(const std::string& path, const std::string&
     size_t colon = what.find(": ", what.find("parse error"));
     QLORA_INPUT_ERROR(path, ":", line, ":", col, ": invalid JSON",
                       colon == std::string::npos ? "" : ": " + what.substr(colon + 2));
+  } catch (const nlohmann::json::exception& e) {  // out_of_range: a number like 1e999 overflows a double
+    QLORA_INPUT_ERROR(path, ": invalid JSON: ", e.what());
   }
   QLORA_INPUT_CHECK(root.is_object(), path, ": a config must be a JSON object of keys, got ", describe(root));
   std::vector<Entry> out;

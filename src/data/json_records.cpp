@@ -270,6 +270,9 @@ struct JsonRecordReader::Impl {
       const bool at_end = e.byte >= end - begin;
       QLORA_INPUT_ERROR(path, ":", err_line, ": invalid JSON: ", parse_error_reason(e),
                         at_end && !array ? " (JSON Lines need one whole record per line)" : "");
+    } catch (const nlohmann::json::exception& e) {  // out_of_range: a number like 1e999 overflows a double
+      const std::string m = e.what();
+      QLORA_INPUT_ERROR(path, ":", line, ": invalid JSON: ", m.substr(m.find("] ") == std::string::npos ? 0 : m.find("] ") + 2));
     }
     out.line = line;
   }

@@ -138,7 +138,7 @@ LlamaConfig LlamaConfig::from_json_text(const std::string& text, const std::stri
   json j;
   try {
     j = json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, or out_of_range for a number like 1e999
     QLORA_INPUT_ERROR(source, ": not valid JSON: ", e.what());
   }
   QLORA_INPUT_CHECK(j.is_object(), source, ": expected a JSON object");

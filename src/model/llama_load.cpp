@@ -70,7 +70,7 @@ class CheckpointFiles {
     nlohmann::json j;
     try {
       j = nlohmann::json::parse(text);
-    } catch (const nlohmann::json::parse_error& e) {
+    } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range for a number like 1e999
       QLORA_INPUT_ERROR(index_path, ": not valid JSON: ", e.what());
     }
     QLORA_INPUT_CHECK(j.is_object() && j.contains("weight_map") && j.at("weight_map").is_object(), index_path,

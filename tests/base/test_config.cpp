@@ -224,6 +224,11 @@ TEST_F(ConfigFiles, SyntaxErrorsAndDuplicates) {
   msg = input_error([&] { qlora::load_config(ybad); });
   EXPECT_NE(msg.find("invalid YAML"), std::string::npos) << msg;
 
+  // Found by the fuzz target: 1e999 overflows a double (nlohmann out_of_range, which was not caught).
+  msg = input_error([&] { qlora::load_config(write("big.json", "{\"learning_rate\": 1e999}")); });
+  EXPECT_NE(msg.find("big.json: invalid JSON"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("number overflow"), std::string::npos) << msg;
+
   msg = input_error([&] { qlora::load_config(write("arr.json", "[1, 2]")); });
   EXPECT_NE(msg.find("a config must be a JSON object"), std::string::npos) << msg;
   msg = input_error([&] { qlora::load_config(write("x.toml", "a = 1")); });

@@ -115,6 +115,10 @@ TEST(JsonRecords, BadJsonNamesTheLine) {
   expect_input_error([&] { read_json_records(s); }, {s + ":3: invalid JSON", "missing ']'"});
   const auto t = dir.file("multi.jsonl", "{\"a\":\n 1}\n");
   expect_input_error([&] { read_json_records(t); }, {t + ":1: invalid JSON", "one whole record per line"});
+  // Found by the fuzz target: a number beyond a double is nlohmann's out_of_range, not a parse_error, and
+  // escaped as an exception that was not an Input error.
+  const auto u = dir.file("overflow.jsonl", "{\"a\": 1}\n{\"a\": 1e999}\n");
+  expect_input_error([&] { read_json_records(u); }, {u + ":2: invalid JSON: number overflow parsing '1e999'"});
 }
 
 TEST(JsonRecords, InvalidUtf8NamesTheField) {
