@@ -1,5 +1,6 @@
 #include "qlora/data/data_module.h"
 
+#include <algorithm>
 #include <memory>
 
 #include "qlora/common/error.h"
@@ -115,6 +116,8 @@ DataModule build_data_module(const DataOptions& options, const Tokenizer& tokeni
   int64_t index = 0;  // examples read so far
   for (Sample s; split || index < train_cap;) {  // without a split nothing after the cap is used: stop there
     if (!stream.next(s)) break;
+    QLORA_INPUT_CHECK(!split || index < static_cast<int64_t>(place.size()), options.dataset,
+                      ": the file changed while it was read (more examples than the counting pass found)");
     const int64_t at = split ? place[static_cast<size_t>(index)] : index;
     ++index;
     if (at >= 0) {
