@@ -2,6 +2,7 @@
 // max_train_samples, and with a token_cache_dir keeps the training tokens in a token file instead of memory.
 // The oracle is the full-load algorithm that build_data_module used before (load every sample, split,
 // cap, tokenize), written out here: the examples, their order and the batches must be the same.
+#include <malloc.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -169,6 +170,8 @@ int64_t peak_memory_added(const DataOptions& o, const std::string& tokenizer) {
     int64_t added = -1;
     try {
       const auto tok = Tokenizer::load(tokenizer);
+      ::malloc_trim(0);  // give back the free heap inherited from earlier tests, or the data path reuses it unseen
+      std::ofstream("/proc/self/clear_refs") << "5";  // reset VmHWM to the current RSS (Linux >= 4.0)
       const long long before = status_kb("VmRSS:");
       const DataModule m = build_data_module(o, tok);
       added = (status_kb("VmHWM:") - before) * 1024;
