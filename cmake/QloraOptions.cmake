@@ -4,6 +4,7 @@ set_property(CACHE QLORA_CUDA PROPERTY STRINGS AUTO ON OFF)
 option(QLORA_BUILD_TESTS "qlora: build the test suite" ON)
 option(QLORA_PCH "qlora: precompile the torch header for the torch translation units" ON)
 option(QLORA_CCACHE "qlora: use ccache when it is installed" ON)
+option(QLORA_LIBFUZZER "qlora: build tests/fuzz/fuzz_readers with libFuzzer (clang; scripts/fuzz.sh)" OFF)
 set(QLORA_PYTHON "" CACHE FILEPATH "qlora: python of the venv holding torch (its libtorch is our dependency) and the reference libraries")
 
 if(NOT CMAKE_BUILD_TYPE AND NOT CMAKE_CONFIGURATION_TYPES)

@@ -5,6 +5,7 @@
 // Sections: thread pool | dispatch state | AVX2 kernels | entry points.
 #include "kernels/cpu/nf4_cpu.h"
 
+#include <cpuid.h>
 #include <immintrin.h>
 
 #include <algorithm>
@@ -131,7 +132,11 @@ std::atomic<int> g_forced_isa{-1};
 bool cpu_has_avx2() {
   static const bool ok = [] {
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+    // F16C from CPUID leaf 1, ECX bit 29 (<cpuid.h> bit_F16C): clang 14's __builtin_cpu_supports has no "f16c"
+    // (scripts/fuzz.sh builds with clang).
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    const bool f16c = __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & bit_F16C) != 0;
+    return __builtin_cpu_supports("avx2") && f16c;
   }();
   return ok;
 }

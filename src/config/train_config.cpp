@@ -15,6 +15,7 @@
 
 #include "qlora/common/error.h"
 #include "qlora/common/fs.h"
+#include "qlora/common/json_depth.h"
 
 namespace qlora {
 
@@ -513,6 +514,7 @@ bool has_suffix(const std::string& s, const std::string& suffix) {
 }
 
 std::vector<Entry> read_json_entries(const std::string& path, const std::string& text) {
+  check_json_depth(text, path);
   nlohmann::json root;
   try {
     root = nlohmann::json::parse(text);
@@ -526,6 +528,8 @@ std::vector<Entry> read_json_entries(const std::string& path, const std::string&
     size_t colon = what.find(": ", what.find("parse error"));
     QLORA_INPUT_ERROR(path, ":", line, ":", col, ": invalid JSON",
                       colon == std::string::npos ? "" : ": " + what.substr(colon + 2));
+  } catch (const nlohmann::json::exception& e) {  // out_of_range: a number like 1e999 overflows a double
+    QLORA_INPUT_ERROR(path, ": invalid JSON: ", e.what());
   }
   QLORA_INPUT_CHECK(root.is_object(), path, ": a config must be a JSON object of keys, got ", describe(root));
   std::vector<Entry> out;

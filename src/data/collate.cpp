@@ -36,14 +36,14 @@ std::vector<Example> tokenize_examples(const Tokenizer& tokenizer, const std::ve
   return out;
 }
 
-Batch collate(const std::vector<Example>& examples, const std::vector<std::vector<int64_t>>& rows, int32_t pad_id) {
+Batch collate(const ExampleSet& examples, const std::vector<std::vector<int64_t>>& rows, int32_t pad_id) {
   Batch b;
   b.batch_size = static_cast<int64_t>(rows.size());
   for (const auto& row : rows) {
     int64_t len = 0;
     for (int64_t i : row) {
       QLORA_CHECK(i >= 0 && i < static_cast<int64_t>(examples.size()), "example index ", i, " out of range");
-      len += static_cast<int64_t>(examples[i].input_ids.size());
+      len += examples.num_tokens(static_cast<size_t>(i));
     }
     b.seq_len = std::max(b.seq_len, len);
   }
@@ -57,7 +57,7 @@ Batch collate(const std::vector<Example>& examples, const std::vector<std::vecto
     size_t t = r * static_cast<size_t>(b.seq_len);
     int32_t segment = 0;
     for (int64_t i : rows[r]) {
-      const Example& ex = examples[i];
+      const Example ex = examples[static_cast<size_t>(i)];
       ++segment;
       b.example_indices.push_back(i);
       for (size_t k = 0; k < ex.input_ids.size(); ++k, ++t) {
@@ -74,19 +74,19 @@ Batch collate(const std::vector<Example>& examples, const std::vector<std::vecto
   return b;
 }
 
-Batch collate(const std::vector<Example>& examples, const std::vector<int64_t>& indices, int32_t pad_id) {
+Batch collate(const ExampleSet& examples, const std::vector<int64_t>& indices, int32_t pad_id) {
   std::vector<std::vector<int64_t>> rows;
   rows.reserve(indices.size());
   for (int64_t i : indices) rows.push_back({i});
   return collate(examples, rows, pad_id);
 }
 
-std::vector<int64_t> take_packed_row(const std::vector<Example>& examples, const std::vector<int64_t>& order,
-                                     size_t& at, int64_t pack_len) {
+std::vector<int64_t> take_packed_row(const ExampleSet& examples, const std::vector<int64_t>& order, size_t& at,
+                                     int64_t pack_len) {
   std::vector<int64_t> row;
   int64_t used = 0;
   while (at < order.size()) {
-    const auto len = static_cast<int64_t>(examples[order[at]].input_ids.size());
+    const int64_t len = examples.num_tokens(static_cast<size_t>(order[at]));
     if (!row.empty() && used + len > pack_len) break;
     row.push_back(order[at++]);
     used += len;
@@ -94,7 +94,7 @@ std::vector<int64_t> take_packed_row(const std::vector<Example>& examples, const
   return row;
 }
 
-std::vector<std::vector<int64_t>> pack_rows(const std::vector<Example>& examples, const std::vector<int64_t>& order,
+std::vector<std::vector<int64_t>> pack_rows(const ExampleSet& examples, const std::vector<int64_t>& order,
                                             int64_t pack_len) {
   std::vector<std::vector<int64_t>> rows;
   for (size_t at = 0; at < order.size();) rows.push_back(take_packed_row(examples, order, at, pack_len));

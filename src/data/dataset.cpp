@@ -208,15 +208,24 @@ void load_flat_messages(const std::string& path, const std::vector<JsonRecord>& 
   ds.num_orphans = orphans;
 }
 
-void add_nested(const std::string& path, const JsonRecord& rec, const json& node, const std::string& where,
-                std::vector<Message>& table) {
-  const size_t self = table.size();
-  table.push_back(read_message(path, rec, node, where));
-  const json& replies = array_field(path, rec, node, "replies", where + ".replies");
-  for (size_t k = 0; k < replies.size(); ++k) {
-    const size_t child = table.size();
-    add_nested(path, rec, replies[k], str(where, ".replies[", k, "]"), table);
-    table[self].children.push_back(child);
+// Flattens the tree under `root` into `table` in pre-order (a message, then each reply's subtree in file
+// order), with an explicit stack rather than recursion: the stack would grow by a frame per reply level.
+void add_nested(const std::string& path, const JsonRecord& rec, const json& root, std::vector<Message>& table) {
+  struct Pending {
+    const json* node;
+    std::string where;  // field path for messages, e.g. prompt.replies[0].replies[2]
+    size_t parent;      // SIZE_MAX for the root
+  };
+  std::vector<Pending> todo{{&root, "prompt", SIZE_MAX}};
+  while (!todo.empty()) {
+    Pending p = std::move(todo.back());
+    todo.pop_back();
+    const size_t self = table.size();
+    table.push_back(read_message(path, rec, *p.node, p.where));
+    if (p.parent != SIZE_MAX) table[p.parent].children.push_back(self);
+    const json& replies = array_field(path, rec, *p.node, "replies", p.where + ".replies");
+    // Pushed last to first, so the first reply (and its whole subtree) comes next: the recursive order.
+    for (size_t k = replies.size(); k-- > 0;) todo.push_back({&replies[k], str(p.where, ".replies[", k, "]"), self});
   }
 }
 
@@ -226,7 +235,7 @@ void load_nested_trees(const std::string& path, const std::vector<JsonRecord>& r
     QLORA_INPUT_CHECK(has(rec.value, "prompt") && rec.value.at("prompt").is_object(), record_where(path, rec),
                       ": field \"prompt\": missing, expected the tree's root message (an object with replies)");
     std::vector<Message> table;
-    add_nested(path, rec, rec.value.at("prompt"), "prompt", table);
+    add_nested(path, rec, rec.value.at("prompt"), table);
     Sample s;
     if (render_top_path(table, 0, s)) {
       ds.samples.push_back(std::move(s));
@@ -381,54 +390,100 @@ std::string render_guanaco(const std::vector<Turn>& turns) {
   return out;
 }
 
-LoadedDataset load_dataset(const std::string& path, const DatasetLoadOptions& options) {
-  LoadedDataset ds;
-  JsonRecordReader reader(path);
-  JsonRecord rec;
-  if (!reader.next(rec)) {
-    QLORA_INPUT_ERROR(path, ": no records (an empty JSON array, or a table with only its header row)");
-  }
-  require_object(path, rec);
-  if (options.format.empty()) {
-    const auto inferred = infer_format(rec.value);
-    QLORA_INPUT_CHECK(inferred.has_value(), record_where(path, rec), ": cannot infer dataset_format from the keys ",
-                      key_list(rec.value), "; set dataset_format (--dataset-format) to one of alpaca, self-instruct, "
-                      "unnatural-instructions, flan-v2, longform, chip2, hh-rlhf, oasst1, vicuna, input-output");
-    ds.format = *inferred;
-    ds.format_inferred = true;
-  } else {
-    ds.format = parse_dataset_format(options.format);
+struct SampleStream::Impl {
+  std::string path;
+  DatasetLoadOptions options;
+  JsonRecordReader reader;
+  LoadedDataset ds;          // stats; ds.samples holds the samples of the current record (or every OASST1 tree)
+  size_t taken = 0;          // of ds.samples, handed out
+  bool all_loaded = false;   // OASST1 trees: ds.samples holds every sample of the file
+  bool have_first = true;    // the first record (read to infer the format) is in `first`
+  JsonRecord first;
+
+  Impl(const std::string& p, const DatasetLoadOptions& o) : path(p), options(o), reader(p) {
+    if (!reader.next(first)) {
+      QLORA_INPUT_ERROR(path, ": no records (an empty JSON array, or a table with only its header row)");
+    }
+    require_object(path, first);
+    if (options.format.empty()) {
+      const auto inferred = infer_format(first.value);
+      QLORA_INPUT_CHECK(inferred.has_value(), record_where(path, first), ": cannot infer dataset_format from the keys ",
+                        key_list(first.value), "; set dataset_format (--dataset-format) to one of alpaca, "
+                        "self-instruct, unnatural-instructions, flan-v2, longform, chip2, hh-rlhf, oasst1, vicuna, "
+                        "input-output");
+      ds.format = *inferred;
+      ds.format_inferred = true;
+    } else {
+      ds.format = parse_dataset_format(options.format);
+    }
+    ds.layout = dataset_format_name(ds.format) + " records";
+    if (ds.format != DatasetFormat::Oasst1) return;
+    const auto layout = oasst_layout(first.value);
+    QLORA_INPUT_CHECK(layout.has_value(), record_where(path, first), ": oasst1 expects guanaco rows {\"text\"}, "
+                      "OASST1 messages {\"message_id\", \"parent_id\", \"role\", \"text\", \"rank\"} or message "
+                      "trees {\"prompt\": {..., \"replies\"}}; got keys ", key_list(first.value));
+    if (*layout == OasstLayout::GuanacoRows) {
+      ds.layout = "guanaco text rows";
+      return;
+    }
+    // Trees need every message before the first path can be chosen: read the whole file now.
+    std::vector<JsonRecord> records;
+    records.push_back(std::move(first));
+    have_first = false;
+    JsonRecord rec;
+    while (reader.next(rec)) records.push_back(std::move(rec));
+    ds.num_records = static_cast<int64_t>(records.size());
+    if (*layout == OasstLayout::FlatMessages) {
+      ds.layout = "OASST1 messages (flat), top-ranked path per tree";
+      load_flat_messages(path, records, ds);
+    } else {
+      ds.layout = "OASST1 message trees (nested), top-ranked path per tree";
+      load_nested_trees(path, records, ds);
+    }
+    all_loaded = true;
   }
 
-  if (ds.format == DatasetFormat::Oasst1) {
-    const auto layout = oasst_layout(rec.value);
-    QLORA_INPUT_CHECK(layout.has_value(), record_where(path, rec), ": oasst1 expects guanaco rows {\"text\"}, "
-                      "OASST1 messages {\"message_id\", \"parent_id\", \"role\", \"text\", \"rank\"} or message "
-                      "trees {\"prompt\": {..., \"replies\"}}; got keys ", key_list(rec.value));
-    if (*layout != OasstLayout::GuanacoRows) {
-      // Trees need every message before the first path can be chosen.
-      std::vector<JsonRecord> records;
-      do {
-        records.push_back(std::move(rec));
-      } while (reader.next(rec));
-      ds.num_records = static_cast<int64_t>(records.size());
-      if (*layout == OasstLayout::FlatMessages) {
-        ds.layout = "OASST1 messages (flat), top-ranked path per tree";
-        load_flat_messages(path, records, ds);
-      } else {
-        ds.layout = "OASST1 message trees (nested), top-ranked path per tree";
-        load_nested_trees(path, records, ds);
+  bool next(Sample& out) {
+    while (taken >= ds.samples.size()) {
+      if (all_loaded) return false;
+      ds.samples.clear();
+      taken = 0;
+      if (have_first) {
+        have_first = false;
+      } else if (!reader.next(first)) {
+        return false;
       }
-      return ds;
+      ++ds.num_records;
+      map_record(ds.format, path, first, options, ds);
     }
-    ds.layout = "guanaco text rows";
-  } else {
-    ds.layout = dataset_format_name(ds.format) + " records";
+    out = std::move(ds.samples[taken++]);
+    return true;
   }
-  do {
-    ++ds.num_records;
-    map_record(ds.format, path, rec, options, ds);
-  } while (reader.next(rec));
+};
+
+SampleStream::SampleStream(const std::string& path, const DatasetLoadOptions& options)
+    : impl_(std::make_unique<Impl>(path, options)) {}
+SampleStream::~SampleStream() = default;
+bool SampleStream::next(Sample& out) { return impl_->next(out); }
+
+LoadedDataset SampleStream::info() const {
+  LoadedDataset d;
+  d.format = impl_->ds.format;
+  d.format_inferred = impl_->ds.format_inferred;
+  d.layout = impl_->ds.layout;
+  d.num_records = impl_->ds.num_records;
+  d.num_skipped = impl_->ds.num_skipped;
+  d.num_orphans = impl_->ds.num_orphans;
+  return d;
+}
+
+LoadedDataset load_dataset(const std::string& path, const DatasetLoadOptions& options) {
+  SampleStream stream(path, options);
+  std::vector<Sample> samples;
+  Sample s;
+  while (stream.next(s)) samples.push_back(std::move(s));
+  LoadedDataset ds = stream.info();
+  ds.samples = std::move(samples);
   return ds;
 }
 

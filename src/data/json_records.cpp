@@ -83,6 +83,8 @@ class ValueScanner {
     size_t end = 0;          // offset just past the value (valid when complete)
     bool complete = false;   // false: the text ended inside the value
     bool utf8_ok = true;
+    bool too_deep = false;   // nested deeper than kMaxRecordDepth; scanning stopped at deep_offset
+    size_t deep_offset = 0;
     size_t bad_offset = 0;   // offset of the first bad UTF-8 byte
     std::string bad_field;   // e.g. conversations[1].value
   };
@@ -118,6 +120,11 @@ class ValueScanner {
         if (stack.empty()) break;
       } else if (c == '{' || c == '[') {
         stack.push_back({c == '{', c == '{', std::string(), 0});
+        if (stack.size() > kMaxRecordDepth) {
+          r.too_deep = true;
+          r.deep_offset = pos;
+          return r;
+        }
         ++pos;
       } else if (c == '}' || c == ']') {
         if (stack.empty()) return r;
@@ -215,21 +222,32 @@ struct JsonRecordReader::Impl {
     return true;
   }
 
-  // The next line (without '\n'); false at the end.
+  void check_line_length(size_t bytes) const {
+    QLORA_INPUT_CHECK(bytes <= kMaxLineBytes, path, ":", next_line, ": line longer than ", kMaxLineBytes,
+                      " bytes (the limit for one JSON Lines record)");
+  }
+
+  // The next line (without '\n'); false at the end. Input error naming the line when it is longer than
+  // kMaxLineBytes (before reading more of it: memory stays bounded whatever the file holds).
   bool read_line(std::string& line) {
+    size_t from = buf_pos;  // bytes before `from` hold no '\n' (a long line is not rescanned per chunk)
     for (;;) {
-      const size_t nl = buf.find('\n', buf_pos);
+      const size_t nl = buf.find('\n', from);
       if (nl != std::string::npos) {
+        check_line_length(nl - buf_pos);
         line.assign(buf, buf_pos, nl - buf_pos);
         buf_pos = nl + 1;
         return true;
       }
+      check_line_length(buf.size() - buf_pos);
       if (buf_pos > 0) {
         buf.erase(0, buf_pos);
         buf_pos = 0;
       }
+      from = buf.size();
       if (!fill()) {
         if (buf.empty()) return false;
+        check_line_length(buf.size());
         line.swap(buf);
         buf.clear();
         return true;
@@ -244,6 +262,8 @@ struct JsonRecordReader::Impl {
 
   void parse_into(const std::string& src, size_t begin, size_t end, int64_t line, JsonRecord& out) const {
     const auto scan = ValueScanner::scan(src, begin);
+    QLORA_INPUT_CHECK(!scan.too_deep, path, ":", line + count_newlines(src, begin, scan.deep_offset),
+                      ": record nested deeper than ", kMaxRecordDepth, " levels of arrays and objects");
     if (!scan.utf8_ok) {
       fail_utf8(line + count_newlines(src, begin, scan.bad_offset), scan.bad_field,
                 static_cast<unsigned char>(src[scan.bad_offset]));
@@ -256,6 +276,9 @@ struct JsonRecordReader::Impl {
       const bool at_end = e.byte >= end - begin;
       QLORA_INPUT_ERROR(path, ":", err_line, ": invalid JSON: ", parse_error_reason(e),
                         at_end && !array ? " (JSON Lines need one whole record per line)" : "");
+    } catch (const nlohmann::json::exception& e) {  // out_of_range: a number like 1e999 overflows a double
+      const std::string m = e.what();
+      QLORA_INPUT_ERROR(path, ":", line, ": invalid JSON: ", m.substr(m.find("] ") == std::string::npos ? 0 : m.find("] ") + 2));
     }
     out.line = line;
   }
@@ -331,7 +354,7 @@ struct JsonRecordReader::Impl {
     QLORA_INPUT_CHECK(pos < text.size(), path, ":", pos_line,
                       ": invalid JSON: the file ends inside the array (missing ']')");
     const auto scan = ValueScanner::scan(text, pos);
-    if (!scan.complete) {
+    if (!scan.complete || scan.too_deep) {
       // Let the parser name what is wrong (unterminated string, missing bracket...).
       parse_into(text, pos, text.size(), pos_line, out);
       QLORA_INPUT_ERROR(path, ":", pos_line, ": invalid JSON: the record starting here is not terminated");

@@ -81,8 +81,8 @@ DataCursor cursor_from_json(const nlohmann::json& j, const std::string& where) {
   return {field("epoch"), field("index")};
 }
 
-TrainBatchStream::TrainBatchStream(const std::vector<Example>& examples, const BatchingOptions& options)
-    : examples_(&examples), options_(options) {
+TrainBatchStream::TrainBatchStream(const ExampleSet& examples, const BatchingOptions& options)
+    : examples_(examples), options_(options) {
   QLORA_INPUT_CHECK(!examples.empty(), "no training examples (is the dataset empty after the eval split and "
                     "max_train_samples?)");
   QLORA_INPUT_CHECK(options.micro_batch_size >= 1, "per_device_train_batch_size must be >= 1, got ",
@@ -94,7 +94,7 @@ TrainBatchStream::TrainBatchStream(const std::vector<Example>& examples, const B
   QLORA_CHECK(options.num_replicas >= 1 && options.replica_rank >= 0 && options.replica_rank < options.num_replicas,
               "replica ", options.replica_rank, " of ", options.num_replicas);
   lengths_.reserve(examples.size());
-  for (const auto& ex : examples) lengths_.push_back(ex.length);
+  for (size_t i = 0; i < examples.size(); ++i) lengths_.push_back(examples.length(i));
   build_order(0);
 }
 
@@ -120,27 +120,27 @@ Batch TrainBatchStream::next() {
   auto at = static_cast<size_t>(cursor_.index);
   while (static_cast<int64_t>(rows.size()) < options_.global_micro_batch_size() && at < order_.size()) {
     if (options_.packing) {
-      rows.push_back(take_packed_row(*examples_, order_, at, options_.pack_len));
+      rows.push_back(take_packed_row(examples_, order_, at, options_.pack_len));
     } else {
       rows.push_back({order_[at++]});
     }
   }
   cursor_.index = static_cast<int64_t>(at);
-  if (options_.num_replicas == 1) return collate(*examples_, rows, options_.pad_id);
+  if (options_.num_replicas == 1) return collate(examples_, rows, options_.pad_id);
   const auto begin = static_cast<size_t>(options_.replica_rank * options_.micro_batch_size);
   if (begin >= rows.size()) {  // this replica's share of a short last batch is empty
-    Batch filler = collate(*examples_, std::vector<std::vector<int64_t>>{rows.front()}, options_.pad_id);
+    Batch filler = collate(examples_, std::vector<std::vector<int64_t>>{rows.front()}, options_.pad_id);
     std::fill(filler.labels.begin(), filler.labels.end(), kIgnoreIndex);
     filler.num_loss_tokens = 0;
     filler.filler = true;
     return filler;
   }
   const size_t end = std::min(rows.size(), begin + static_cast<size_t>(options_.micro_batch_size));
-  return collate(*examples_, std::vector<std::vector<int64_t>>(rows.begin() + begin, rows.begin() + end),
+  return collate(examples_, std::vector<std::vector<int64_t>>(rows.begin() + begin, rows.begin() + end),
                  options_.pad_id);
 }
 
-std::vector<Batch> eval_batches(const std::vector<Example>& examples, int64_t micro_batch_size, int32_t pad_id) {
+std::vector<Batch> eval_batches(const ExampleSet& examples, int64_t micro_batch_size, int32_t pad_id) {
   QLORA_INPUT_CHECK(micro_batch_size >= 1, "per_device_eval_batch_size must be >= 1, got ", micro_batch_size);
   std::vector<Batch> out;
   const auto n = static_cast<int64_t>(examples.size());

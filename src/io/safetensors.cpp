@@ -13,6 +13,7 @@
 
 #include "qlora/common/error.h"
 #include "qlora/common/fs.h"
+#include "qlora/common/json_depth.h"
 
 namespace qlora::safetensors {
 
@@ -42,6 +43,13 @@ int64_t checked_numel(const std::vector<int64_t>& shape, const std::string& wher
     n *= d;
   }
   return n;
+}
+
+// nbytes == numel * itemsize, compared by division: the product can wrap around 2^64 (a shape of
+// [2^62 + 1] F32 elements would "hold" 4 bytes).
+bool holds_exactly(uint64_t nbytes, int64_t numel, Dtype dtype) {
+  const uint64_t itemsize = dtype_size(dtype);
+  return itemsize > 0 && nbytes % itemsize == 0 && static_cast<uint64_t>(numel) == nbytes / itemsize;
 }
 
 }  // namespace
@@ -103,6 +111,9 @@ std::shared_ptr<const File> File::open(const std::string& path) {
                     " bytes): truncated or not a safetensors file");
   const char* hdr = reinterpret_cast<const char*>(bytes + 8);
   QLORA_INPUT_CHECK(header_size > 0 && hdr[0] == '{', path, ": safetensors header does not start with '{'");
+  QLORA_INPUT_CHECK(json_nesting_depth(hdr, hdr + header_size, kMaxConfigJsonDepth) <= kMaxConfigJsonDepth, path,
+                    ": safetensors header nested deeper than ", kMaxConfigJsonDepth,
+                    " levels (a valid header nests 3: object, tensor, shape)");
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(hdr, hdr + header_size);
@@ -145,7 +156,7 @@ std::shared_ptr<const File> File::open(const std::string& path) {
     QLORA_INPUT_CHECK(info.end <= data_size, where, ": data ends at byte ", info.end, " but the file holds only ",
                       data_size, " data bytes (truncated file?)");
     const int64_t numel = checked_numel(info.shape, where);
-    QLORA_INPUT_CHECK(static_cast<uint64_t>(numel) * dtype_size(info.dtype) == info.end - info.begin, where,
+    QLORA_INPUT_CHECK(holds_exactly(info.end - info.begin, numel, info.dtype), where,
                       ": ", info.end - info.begin, " data bytes for shape of ", numel, " elements of ",
                       dtype_name(info.dtype));
     f->tensors_.push_back(std::move(info));
@@ -187,7 +198,7 @@ void write(const std::string& path, const std::vector<TensorView>& tensors,
     QLORA_CHECK(names.insert(t.name).second, "duplicate tensor name '", t.name, "' writing ", path);
     QLORA_CHECK(t.name != "__metadata__", "reserved tensor name writing ", path);
     int64_t numel = checked_numel(t.shape, path + ": tensor '" + t.name + "'");
-    QLORA_CHECK(static_cast<uint64_t>(numel) * dtype_size(t.dtype) == t.nbytes, "tensor '", t.name, "': ", t.nbytes,
+    QLORA_CHECK(holds_exactly(t.nbytes, numel, t.dtype), "tensor '", t.name, "': ", t.nbytes,
                 " bytes for ", numel, " elements of ", dtype_name(t.dtype));
     header[t.name] = {{"dtype", dtype_name(t.dtype)}, {"shape", t.shape}, {"data_offsets", {pos, pos + t.nbytes}}};
     pos += t.nbytes;

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "qlora/common/error.h"
+#include "qlora/common/json_depth.h"
 #include "qlora/common/fs.h"
 
 namespace qlora {
@@ -133,10 +134,11 @@ const char* rope_type_name(RopeScaling::Type type) {
 }
 
 LlamaConfig LlamaConfig::from_json_text(const std::string& text, const std::string& source) {
+  check_json_depth(text, source);
   json j;
   try {
     j = json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, or out_of_range for a number like 1e999
     QLORA_INPUT_ERROR(source, ": not valid JSON: ", e.what());
   }
   QLORA_INPUT_CHECK(j.is_object(), source, ": expected a JSON object");

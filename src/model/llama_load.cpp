@@ -10,6 +10,7 @@
 #include <set>
 
 #include "qlora/common/error.h"
+#include "qlora/common/json_depth.h"
 #include "qlora/common/fs.h"
 #include "qlora/common/log.h"
 #include "qlora/tensor/safetensors_torch.h"
@@ -64,10 +65,12 @@ class CheckpointFiles {
 
  private:
   void open_sharded(const std::string& index_path) {
+    const std::string text = fs::read_text(index_path);
+    check_json_depth(text, index_path);
     nlohmann::json j;
     try {
-      j = nlohmann::json::parse(fs::read_text(index_path));
-    } catch (const nlohmann::json::parse_error& e) {
+      j = nlohmann::json::parse(text);
+    } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range for a number like 1e999
       QLORA_INPUT_ERROR(index_path, ": not valid JSON: ", e.what());
     }
     QLORA_INPUT_CHECK(j.is_object() && j.contains("weight_map") && j.at("weight_map").is_object(), index_path,

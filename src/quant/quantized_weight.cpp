@@ -14,6 +14,7 @@
 #include "kernels/cpu/nf4_cpu.h"
 #include "nf4_backend.h"
 #include "qlora/common/error.h"
+#include "qlora/common/json_depth.h"
 
 namespace qlora {
 
@@ -287,6 +288,7 @@ QuantizedWeight quantized_weight_from_bnb(const std::function<at::Tensor(const s
                     c10::toString(blob.scalar_type()));
   blob = blob.contiguous().cpu().reshape(-1);
   const std::string text(reinterpret_cast<const char*>(blob.data_ptr<uint8_t>()), static_cast<size_t>(blob.numel()));
+  check_json_depth(text, str(source, ": '", key, "'"));
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(text);

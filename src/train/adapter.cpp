@@ -9,6 +9,7 @@
 #include <set>
 
 #include "qlora/common/error.h"
+#include "qlora/common/json_depth.h"
 #include "qlora/common/fs.h"
 #include "qlora/common/log.h"
 #include "qlora/tensor/safetensors_torch.h"
@@ -68,6 +69,7 @@ std::string AdapterConfig::to_peft_json() const {
 }
 
 AdapterConfig AdapterConfig::from_peft_json(const std::string& text, const std::string& path) {
+  check_json_depth(text, path);
   json j;
   try {
     j = json::parse(text);

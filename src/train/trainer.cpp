@@ -250,7 +250,8 @@ class Trainer {
 
     log::info(str("loading tokenizer and data from ", cfg_.model_name_or_path, " and ", cfg_.dataset));
     tokenizer_ = std::make_unique<data::Tokenizer>(data::Tokenizer::load(cfg_.model_name_or_path));
-    const auto data_options = data_options_of(cfg_);
+    auto data_options = data_options_of(cfg_);
+    data_options.token_cache_dir = cfg_.output_dir;  // training tokens on disk: a dataset larger than RAM trains
     data::validate(data_options);
     data_ = data::build_data_module(data_options, *tokenizer_);
     QLORA_INPUT_CHECK(!data_.train.empty() || !cfg_.do_train, cfg_.dataset, ": no training examples");

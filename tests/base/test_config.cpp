@@ -225,12 +225,29 @@ TEST_F(ConfigFiles, SyntaxErrorsAndDuplicates) {
   msg = input_error([&] { qlora::load_config(ybad); });
   EXPECT_NE(msg.find("invalid YAML"), std::string::npos) << msg;
 
+  // Found by the fuzz target: 1e999 overflows a double (nlohmann out_of_range, which was not caught).
+  msg = input_error([&] { qlora::load_config(write("big.json", "{\"learning_rate\": 1e999}")); });
+  EXPECT_NE(msg.find("big.json: invalid JSON"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("number overflow"), std::string::npos) << msg;
+
   msg = input_error([&] { qlora::load_config(write("arr.json", "[1, 2]")); });
   EXPECT_NE(msg.find("a config must be a JSON object"), std::string::npos) << msg;
   msg = input_error([&] { qlora::load_config(write("x.toml", "a = 1")); });
   EXPECT_NE(msg.find("unknown config format"), std::string::npos) << msg;
   msg = input_error([&] { qlora::load_config(dir_ + "/missing.json"); });
   EXPECT_NE(msg.find("missing.json: config file not found"), std::string::npos) << msg;
+}
+
+// A value nested a million deep used to overflow the stack when the reader copied it (nlohmann copies
+// recurse per level). JSON is refused by our depth check, YAML by yaml-cpp's own depth guard.
+TEST_F(ConfigFiles, DeeplyNestedValueIsInputError) {
+  const size_t depth = 1000000;
+  const std::string deep = std::string(depth, '[') + std::string(depth, ']');
+  auto path = write("deep.json", "{\n  \"lora_r\": 8,\n  \"lora_modules\": " + deep + "\n}\n");
+  std::string msg = input_error([&] { qlora::load_config(path); });
+  EXPECT_NE(msg.find(path + ": JSON nested deeper than 64 levels (line 3)"), std::string::npos) << msg;
+  msg = input_error([&] { qlora::load_config(write("deep.yaml", "lora_r: 8\nlora_modules: " + deep + "\n")); });
+  EXPECT_NE(msg.find("deep.yaml:"), std::string::npos) << msg;
 }
 
 TEST_F(ConfigFiles, NestedObjectsDoNotConfuseLineScan) {

@@ -2,6 +2,7 @@
 // qlora.py (templates, chip2 split, hh-rlhf / oasst1 mapping) and from the fixtures' trees; token-level
 // parity with the reference collator is tests/python/test_data_parity.py.
 #include "qlora/data/dataset.h"
+#include "qlora/data/json_records.h"
 #include "test_data_common.h"
 
 namespace qlora::data {
@@ -183,6 +184,53 @@ TEST(DatasetFormats, OasstBadMessagesNameTheField) {
                             "{\"message_id\": \"a\", \"parent_id\": null, \"text\": \"q\", \"role\": \"prompter\"}\n"
                             "{\"message_id\": \"a\", \"parent_id\": null, \"text\": \"q\", \"role\": \"prompter\"}\n");
   expect_input_error([&] { load_dataset(dup); }, {dup + ":2: field \"message_id\": duplicate id a"});
+}
+
+// A reply chain as OASST1 flat messages (one per line) or as one nested tree; message k is "m<k>", turns
+// alternate prompter / assistant.
+std::string flat_chain(size_t n) {
+  std::string out;
+  for (size_t k = 0; k < n; ++k) {
+    out += "{\"message_id\": \"m" + std::to_string(k) + "\", \"parent_id\": " +
+           (k == 0 ? std::string("null") : "\"m" + std::to_string(k - 1) + "\"") + ", \"text\": \"t" +
+           std::to_string(k) + "\", \"role\": \"" + (k % 2 == 0 ? "prompter" : "assistant") + "\"}\n";
+  }
+  return out;
+}
+std::string nested_chain(size_t n) {
+  std::string out = "{\"message_tree_id\": \"m0\", \"prompt\": ";
+  for (size_t k = 0; k < n; ++k) {
+    out += "{\"message_id\": \"m" + std::to_string(k) + "\", \"text\": \"t" + std::to_string(k) + "\", \"role\": \"" +
+           (k % 2 == 0 ? "prompter" : "assistant") + "\", \"replies\": [";
+  }
+  for (size_t k = 0; k < n; ++k) out += "]}";
+  return out + "}\n";
+}
+
+// Item 5 of issue 10: deep reply chains. The flat layout loads a 100,000-message chain (the path walk is a
+// loop); a nested tree that deep used to recurse once per message (and build an O(depth) field path per
+// level) until the stack or memory ran out. Now the nested tree is walked with an explicit stack, and a
+// record nested past kMaxRecordDepth is refused as FILE:LINE before it is walked.
+TEST(DatasetFormats, OasstDeepReplyChainsLoadOrFailCleanly) {
+  TempDir dir;
+  const size_t n = 100000;
+  const auto flat = dir.file("flat.jsonl", flat_chain(n));
+  const auto ds = load_dataset(flat, {"oasst1"});
+  ASSERT_EQ(ds.samples.size(), 1u);
+  const std::string& t = ds.samples[0].target;
+  EXPECT_EQ(t.rfind("### Human: t0### Assistant: t1### Human: t2", 0), 0u);
+  EXPECT_EQ(t.size() - t.rfind("### Assistant: t99999"), std::string("### Assistant: t99999").size());
+
+  const auto deep = dir.file("deep.jsonl", "\n" + nested_chain(n));
+  expect_input_error([&] { load_dataset(deep, {"oasst1"}); },
+                     {deep + ":2: record nested deeper than 1000 levels"});
+
+  // Within the limit (499 messages: 998 levels + the record) the nested tree gives the flat chain's path.
+  const size_t m = (kMaxRecordDepth - 1) / 2;
+  const auto nested = load_dataset(dir.file("nested.jsonl", nested_chain(m)), {"oasst1"});
+  const auto same = load_dataset(dir.file("flat499.jsonl", flat_chain(m)), {"oasst1"});
+  ASSERT_EQ(nested.samples.size(), 1u);
+  EXPECT_EQ(nested.samples[0].target, same.samples[0].target);
 }
 
 }  // namespace

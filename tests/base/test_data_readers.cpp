@@ -173,6 +173,10 @@ TEST(JsonRecords, BadJsonNamesTheLine) {
   expect_input_error([&] { read_json_records(s); }, {s + ":3: invalid JSON", "missing ']'"});
   const auto t = dir.file("multi.jsonl", "{\"a\":\n 1}\n");
   expect_input_error([&] { read_json_records(t); }, {t + ":1: invalid JSON", "one whole record per line"});
+  // Found by the fuzz target: a number beyond a double is nlohmann's out_of_range, not a parse_error, and
+  // escaped as an exception that was not an Input error.
+  const auto u = dir.file("overflow.jsonl", "{\"a\": 1}\n{\"a\": 1e999}\n");
+  expect_input_error([&] { read_json_records(u); }, {u + ":2: invalid JSON: number overflow parsing '1e999'"});
 }
 
 TEST(JsonRecords, InvalidUtf8NamesTheField) {
@@ -212,6 +216,34 @@ TEST(JsonRecords, MalformedRecordsNameFileLineField) {
   expect_input_error([&] { load_dataset(nested); }, {nested + ":2: field \"conversations[1].value\": expected a string"});
   const auto unknown = dir.file("k.jsonl", "{\"question\": \"a\", \"answer\": \"b\"}\n");
   expect_input_error([&] { load_dataset(unknown); }, {unknown + ":1: cannot infer dataset_format", "[answer, question]"});
+}
+
+// Item 4 of issue 10: a record nested past kMaxRecordDepth is refused as FILE:LINE before nlohmann's
+// recursive copies and dump() can overflow the stack (it used to load when the deep value sat in an
+// unused field), in JSON Lines and in a JSON array alike.
+TEST(JsonRecords, TooDeepRecordNamesTheLine) {
+  TempDir dir;
+  const std::string deep = std::string(200000, '[') + std::string(200000, ']');
+  const auto p = dir.file("deep.jsonl", "{\"instruction\": \"a\", \"output\": \"b\"}\n"
+                                        "{\"instruction\": \"a\", \"output\": \"b\", \"extra\": " + deep + "}\n");
+  expect_input_error([&] { load_dataset(p); }, {p + ":2: record nested deeper than 1000 levels"});
+  const auto q = dir.file("deep.json", "[\n{\"instruction\": \"a\", \"output\": \"b\"},\n"
+                                       "{\"instruction\": \"a\",\n \"extra\": " + deep + "}]\n");
+  expect_input_error([&] { load_dataset(q); }, {q + ":4: record nested deeper than 1000 levels"});
+  // The limit itself still reads: the record object plus 999 arrays.
+  const std::string edge = std::string(kMaxRecordDepth - 1, '[') + std::string(kMaxRecordDepth - 1, ']');
+  EXPECT_EQ(read_json_records(dir.file("edge.jsonl", "{\"x\": " + edge + "}\n")).size(), 1u);
+}
+
+// Item 7 of issue 10: a JSON Lines record longer than kMaxLineBytes is an Input error naming its line,
+// raised before more of it is buffered (it used to be read whole, however long).
+TEST(JsonRecords, OverlongLineNamesTheLine) {
+  TempDir dir;
+  const std::string record = "{\"instruction\": \"a\", \"output\": \"" + std::string(kMaxLineBytes, 'x') + "\"}";
+  const auto p = dir.file("long.jsonl", "{\"instruction\": \"a\", \"output\": \"b\"}\n" + record + "\n");
+  expect_input_error([&] { load_dataset(p); }, {p + ":2: line longer than 67108864 bytes"});
+  const auto q = dir.file("long_last.jsonl", "\n\n" + record);  // the last line, without a newline
+  expect_input_error([&] { load_dataset(q); }, {q + ":3: line longer than 67108864 bytes"});
 }
 
 }  // namespace

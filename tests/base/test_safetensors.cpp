@@ -122,4 +122,33 @@ TEST(Safetensors, BadHeaders) {
   expect_open_error(dir.file("absent.safetensors"), {"cannot open"});
 }
 
+// numel * itemsize used to be compared after a multiplication that wraps around 2^64: 2^62 + 1 F32
+// elements "held" 4 bytes and the file opened.
+TEST(Safetensors, ElementCountWhoseByteSizeWrapsIsRejected) {
+  TempDir dir;
+  write_raw(dir.file("wrap.safetensors"),
+            R"({"w": {"dtype": "F32", "shape": [4611686018427387905], "data_offsets": [0, 4]}})", std::string(4, '\0'));
+  expect_open_error(dir.file("wrap.safetensors"), {"'w'", "4611686018427387905 elements"});
+  write_raw(dir.file("wrap2.safetensors"),
+            R"({"w": {"dtype": "F64", "shape": [2305843009213693953, 1], "data_offsets": [0, 8]}})", std::string(8, '\0'));
+  expect_open_error(dir.file("wrap2.safetensors"), {"'w'", "elements of F64"});
+}
+
+// A header nested a million levels deep parsed (nlohmann's parser is iterative) but then overflowed the
+// stack in the recursive dump() of the error message; now the depth is checked on the raw header first.
+TEST(Safetensors, DeeplyNestedHeaderIsInputError) {
+  TempDir dir;
+  const size_t depth = 1000000;
+  const std::string deep = std::string(depth, '[') + std::string(depth, ']');
+  write_raw(dir.file("deep.safetensors"), R"({"w": {"dtype": )" + deep + R"(, "shape": [1], "data_offsets": [0, 4]}})",
+            std::string(4, '\0'));
+  expect_open_error(dir.file("deep.safetensors"), {"nested deeper than 64"});
+  // 64 levels are still read: the limit only refuses what no valid header needs.
+  const std::string ok = std::string(61, '[') + std::string(61, ']');
+  write_raw(dir.file("ok.safetensors"),
+            R"({"__metadata__": {"a": "b"}, "w": {"dtype": "U8", "shape": [4], "data_offsets": [0, 4], "x": )" + ok + "}}",
+            std::string(4, '\0'));
+  EXPECT_EQ(st::File::open(dir.file("ok.safetensors"))->tensors().size(), 1u);
+}
+
 }  // namespace

@@ -70,6 +70,11 @@ d=$(variant no_config)
 rm "$d/config.json"
 quantize 2 "$d" "$d/config.json" "not found"
 
+d=$(variant deep_config_json)  # a million nested lists: used to overflow the stack in dump() for the message
+{ printf '{"model_type": "llama", "architectures": '; head -c 1000000 /dev/zero | tr '\0' '['
+  head -c 1000000 /dev/zero | tr '\0' ']'; printf '}\n'; } >"$d/config.json"
+quantize 2 "$d" "$d/config.json" "nested deeper than 64 levels"
+
 quantize 2 "$TMP/does_not_exist" "$TMP/does_not_exist"
 run 2 quantize --model "$MODEL" --out "$TMP/q_bad" --quant-type int4 -- "int4"
 run 2 quantize --model "$MODEL" --out "$TMP/q_bad" --blocksize 48 -- "48"

@@ -11,19 +11,10 @@
 #include <vector>
 
 #include "qlora/data/dataset.h"
+#include "qlora/data/example_set.h"
 #include "qlora/data/tokenizer.h"
 
 namespace qlora::data {
-
-constexpr int32_t kIgnoreIndex = -100;  // label of positions without loss (torch CrossEntropy ignore_index)
-
-struct Example {
-  std::vector<int32_t> input_ids;  // (L,)
-  std::vector<int32_t> labels;     // (L,) kIgnoreIndex where no loss
-  int32_t num_source_tokens = 0;   // BOS + source tokens kept
-  int64_t length = 0;              // the reference's `length` column: characters (code points) of source +
-                                   // target, what group_by_length sorts by
-};
 
 struct TokenizeOptions {
   int64_t source_max_len = 1024;  // qlora.py defaults
@@ -56,16 +47,16 @@ struct Batch {
 };
 
 // Pads `rows` (each a list of example indices packed into one row; one index per row without packing).
-Batch collate(const std::vector<Example>& examples, const std::vector<std::vector<int64_t>>& rows, int32_t pad_id);
+Batch collate(const ExampleSet& examples, const std::vector<std::vector<int64_t>>& rows, int32_t pad_id);
 // One row per example.
-Batch collate(const std::vector<Example>& examples, const std::vector<int64_t>& indices, int32_t pad_id);
+Batch collate(const ExampleSet& examples, const std::vector<int64_t>& indices, int32_t pad_id);
 
 // Greedy packing in the given order: examples go into the current row while it stays within `pack_len`
 // tokens; a longer example than pack_len gets a row of its own (it is never cut here).
 // take_packed_row fills one row from order[at...] and advances `at`; pack_rows packs the whole order.
-std::vector<int64_t> take_packed_row(const std::vector<Example>& examples, const std::vector<int64_t>& order,
-                                     size_t& at, int64_t pack_len);
-std::vector<std::vector<int64_t>> pack_rows(const std::vector<Example>& examples, const std::vector<int64_t>& order,
+std::vector<int64_t> take_packed_row(const ExampleSet& examples, const std::vector<int64_t>& order, size_t& at,
+                                     int64_t pack_len);
+std::vector<std::vector<int64_t>> pack_rows(const ExampleSet& examples, const std::vector<int64_t>& order,
                                             int64_t pack_len);
 
 // The pad id of a batch: the tokenizer's pad piece, else UNK (id 0 for LLaMA; its config.pad_token_id is 0,

@@ -4,6 +4,14 @@
 // (qlora.py make_data_module l.550-672):
 //   load -> format_dataset -> [do_eval: train_test_split(eval_dataset_size, seed=split_seed)]
 //        -> eval[:max_eval_samples], train[:max_train_samples] -> tokenize (the collator's rules)
+// The result is the same, but the dataset file is streamed (dataset.h SampleStream) rather than loaded:
+//   - without a split, reading stops once max_train_samples examples are taken;
+//   - with a split (do_eval, no eval_dataset), a first pass counts the examples and a second one takes the
+//     train and eval examples by their place in the split's permutation;
+//   - with token_cache_dir set, the training examples are tokenized straight into a token file there
+//     (example_set.h) and their texts are not kept: memory holds ~50 bytes per training example (lengths
+//     and file offsets here, the sampler's order), whatever the size of the file. Eval examples stay in
+//     memory (eval_dataset_size / max_eval_samples / the eval file bound them).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -34,6 +42,7 @@ struct DataOptions {
   bool packing = false;             // several examples per row, block-diagonal attention (not in the reference)
   int64_t pack_len = 0;             // tokens per packed row; 0: source_max_len + target_max_len
   bool unnatural_reformulations = false;
+  std::string token_cache_dir;      // "": training examples in memory; else a token file in this directory
 
   uint64_t sampler_seed() const { return data_seed >= 0 ? static_cast<uint64_t>(data_seed) : seed; }
   int64_t packed_row_len() const { return pack_len > 0 ? pack_len : source_max_len + target_max_len; }
@@ -46,11 +55,12 @@ struct DataModule {
   DatasetFormat format = DatasetFormat::InputOutput;
   bool format_inferred = false;
   std::string layout;               // what the dataset file held (see LoadedDataset::layout)
-  int64_t num_records = 0;          // records read from `dataset`
+  int64_t num_records = 0;          // records read from `dataset` (reading stops early at max_train_samples
+                                    // without a split)
   int64_t num_skipped = 0;          // see LoadedDataset
   int64_t num_orphans = 0;
-  std::vector<Sample> train_samples, eval_samples;
-  std::vector<Example> train, eval; // train[i] is train_samples[i] tokenized
+  std::vector<Sample> train_samples, eval_samples;  // train_samples stays empty with a token_cache_dir
+  ExampleSet train, eval;           // train[i] is train_samples[i] tokenized
 };
 
 DataModule build_data_module(const DataOptions& options, const Tokenizer& tokenizer);

@@ -5,6 +5,7 @@
 // next to its name below.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -59,6 +60,25 @@ struct LoadedDataset {
 // Reads PATH (JSON array, JSON Lines, gzip-compressed either way) and maps every record to samples.
 // Errors name the file, the line and the field (qlora::Error Input).
 LoadedDataset load_dataset(const std::string& path, const DatasetLoadOptions& options = {});
+
+// The samples of load_dataset one at a time, in the same order, so that a file larger than memory can be
+// read: JSON Lines hold one record in memory at a time. A JSON array is read whole (json_records.h), and
+// OASST1 message trees (flat or nested) are read whole when the stream opens, since a tree's path can only be
+// chosen once all its messages are known. The format is known once the stream is open (first record).
+class SampleStream {
+ public:
+  SampleStream(const std::string& path, const DatasetLoadOptions& options = {});
+  ~SampleStream();
+  SampleStream(const SampleStream&) = delete;
+  SampleStream& operator=(const SampleStream&) = delete;
+  bool next(Sample& out);  // false at the end
+  // format, layout and the counts so far (records read, skipped, orphans); `samples` is empty.
+  LoadedDataset info() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
 
 // The reference's ALPACA_PROMPT_DICT (qlora.py l.517-528): the with-input template when `input` is not
 // empty. Both end with "### Response: " (with the trailing space: keep it for token parity).

@@ -5,6 +5,7 @@
 // the line it starts on, so that a bad record is reported as FILE:LINE: field "x": what is wrong (qlora::Error
 // Input, exit code 2).
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -13,6 +14,17 @@
 #include <nlohmann/json.hpp>
 
 namespace qlora::data {
+
+// One JSON Lines record is at most 64 MiB. Real records are far smaller (a long ShareGPT conversation or a
+// whole nested OASST1 tree on one line is around 1 MB); the cap bounds what one line can make the reader
+// buffer (a file without newlines would otherwise be read whole). A longer line is an Input error FILE:LINE.
+constexpr size_t kMaxLineBytes = size_t{64} << 20;
+
+// A record nests at most 1000 levels of arrays and objects. nlohmann's copies and dump() recurse once per
+// level, so unbounded nesting would overflow the stack; 1000 still admits nested OASST1 reply chains of
+// 499 messages (2 levels per message), far deeper than any chat dataset's threads. Deeper is an Input error
+// FILE:LINE.
+constexpr size_t kMaxRecordDepth = 1000;
 
 struct JsonRecord {
   nlohmann::json value;  // one record (an object for every dataset format)

@@ -88,16 +88,16 @@ struct BatchingOptions {
 // replica whose share of such a batch is empty gets a filler batch (Batch::filler: one row, no labels).
 class TrainBatchStream {
  public:
-  TrainBatchStream(const std::vector<Example>& examples, const BatchingOptions& options);
+  TrainBatchStream(const ExampleSet& examples, const BatchingOptions& options);  // keeps a (cheap) copy
   Batch next();
   DataCursor cursor() const { return cursor_; }
   void seek(const DataCursor& cursor);  // Input error when the index is past the end of an epoch
   const std::vector<int64_t>& epoch_order() const { return order_; }
-  int64_t num_examples() const { return static_cast<int64_t>(examples_->size()); }
+  int64_t num_examples() const { return static_cast<int64_t>(examples_.size()); }
 
  private:
   void build_order(int64_t epoch);
-  const std::vector<Example>* examples_;
+  ExampleSet examples_;
   BatchingOptions options_;
   std::vector<int64_t> lengths_;
   std::vector<int64_t> order_;
@@ -105,6 +105,6 @@ class TrainBatchStream {
 };
 
 // Evaluation: sequential order (HF's SequentialSampler), micro_batch_size rows per batch, no packing.
-std::vector<Batch> eval_batches(const std::vector<Example>& examples, int64_t micro_batch_size, int32_t pad_id);
+std::vector<Batch> eval_batches(const ExampleSet& examples, int64_t micro_batch_size, int32_t pad_id);
 
 }  // namespace qlora::data
