@@ -178,7 +178,8 @@ void set_int_bounds(std::vector<Field>& f) {
       {"gradient_accumulation_steps", kBatch}, {"seed", kSeed}, {"data_seed", kSeed},
       {"logging_steps", kSteps}, {"save_steps", kSteps}, {"save_total_limit", kSteps}, {"eval_steps", kSteps},
       {"mmlu_shots", 5}, {"max_mmlu_samples", kRows}, {"mmlu_source_max_len", kTokens},
-      {"max_new_tokens", kTokens}, {"top_k", int64_t{1} << 24}};
+      {"max_new_tokens", kTokens}, {"top_k", int64_t{1} << 24},
+      {"ddp_timeout", 7 * 24 * 3600}};  // a week, in seconds (validate() says so too)
   for (auto& x : f) {
     if (x.spec.type != KeyType::Int) continue;
     const auto it = bounds.find(x.spec.name);
