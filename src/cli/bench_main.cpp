@@ -9,7 +9,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 
-#include "qlora/common/cli.h"
+#include "qlora/cli/flags.h"
 #include "qlora/common/error.h"
 #include "qlora/common/fs.h"
 #include "qlora/quant/nf4_bench.h"
@@ -22,23 +22,22 @@ int main(int argc, char** argv) {
 
     qlora::Nf4BenchOptions nf4;
     std::vector<std::string> shapes;
-    std::string json_path, quant_type = "nf4";
-    bool no_cuda = false, no_double_quant = false;
+    std::string json_path;
+    bool no_cuda = false;
     auto* nf4_cmd = app.add_subcommand("nf4", "4-bit dequantize bandwidth vs copy bandwidth (CPU, and CUDA if present)");
     nf4_cmd->add_option("--reps", nf4.reps, "timed runs per figure (the median is reported)")->capture_default_str();
     nf4_cmd->add_option("--threads", nf4.threads, "CPU threads (0 = one per hardware thread)")->capture_default_str();
     nf4_cmd->add_option("--shape", shapes, "weight shapes NxK (default 4096x4096 11008x4096)");
-    nf4_cmd->add_option("--blocksize", nf4.quant.blocksize, "values per absmax")->capture_default_str();
-    nf4_cmd->add_option("--quant-type", quant_type, "nf4 | fp4")->capture_default_str();
-    nf4_cmd->add_flag("--no-double-quant", no_double_quant, "float32 absmax instead of QLoRA's 8-bit DQ");
+    qlora::cli::add_quant_flags(nf4_cmd, nf4.quant.type, nf4.quant.blocksize, nf4.quant.double_quant,
+                                /*allow_none=*/false);
     nf4_cmd->add_flag("--no-cuda", no_cuda, "CPU only, even with a CUDA device");
-    nf4_cmd->add_option("--json", json_path, "also write the results to this JSON file");
+    qlora::cli::add_output_file(nf4_cmd, "--json", json_path, "also write the results to this JSON file");
 
     qlora::train::TrainBenchOptions train;
     std::string train_json;
     auto* train_cmd = app.add_subcommand("train", "QLoRA training steps on a random model: tokens/s, peak memory");
     train_cmd->add_option("--shape", train.shape, "7b | 13b | small | tiny | auto (7b on CUDA, small on CPU)")->capture_default_str();
-    train_cmd->add_option("--device", train.device, "cpu | cuda | auto")->capture_default_str();
+    qlora::cli::add_device_flag(train_cmd, train.device);
     train_cmd->add_option("--seq-len", train.seq_len, "tokens per sequence")->capture_default_str();
     train_cmd->add_option("--batch", train.batch, "sequences per step")->capture_default_str();
     train_cmd->add_option("--steps", train.steps, "optimizer steps")->capture_default_str();
@@ -47,16 +46,9 @@ int main(int argc, char** argv) {
     train_cmd->add_option("--lora-dropout", train.lora_dropout, "LoRA dropout")->capture_default_str();
     train_cmd->add_flag("!--no-quantize", train.quantize, "16-bit base instead of NF4+DQ");
     train_cmd->add_flag("!--no-gradient-checkpointing", train.gradient_checkpointing, "keep activations");
-    train_cmd->add_option("--json", train_json, "also write the results to this JSON file");
+    qlora::cli::add_output_file(train_cmd, "--json", train_json, "also write the results to this JSON file");
 
-    try {
-      app.parse(argc, argv);
-    } catch (const CLI::ParseError& e) {
-      const int rc = app.exit(e);
-      return rc == 0 ? 0 : 2;  // usage errors are bad input
-    }
-    qlora::check_output_file(json_path, "--json");
-    qlora::check_output_file(train_json, "--json");
+    if (const int rc = qlora::cli::parse(app, argc, argv); rc >= 0) return rc;
 
     const auto print = [](const std::string& line) {
       std::printf("%s\n", line.c_str());
@@ -69,8 +61,6 @@ int main(int argc, char** argv) {
     }
 
     nf4.cuda = !no_cuda;
-    nf4.quant.double_quant = !no_double_quant;
-    nf4.quant.type = qlora::parse_quant_type(quant_type, "--quant-type");
     if (!shapes.empty()) {
       nf4.shapes.clear();
       for (const auto& s : shapes) {

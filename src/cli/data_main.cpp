@@ -11,11 +11,11 @@
 
 #include <iostream>
 
-#include "qlora/common/cli.h"
+#include "qlora/cli/flags.h"
 #include "qlora/common/error.h"
 #include "qlora/config/train_config.h"
 #include "qlora/data/inspect.h"
-#include "qlora/train/trainer.h"
+#include "qlora/train/builders.h"
 
 int main(int argc, char** argv) {
   return qlora::run_cli("qlora-data", [&]() -> int {
@@ -34,7 +34,9 @@ int main(int argc, char** argv) {
     show_cmd->add_option("--config", config_path, "a qlora-train config: show its data as the run sees it");
     show_cmd->add_option("--set", overrides, "with --config: override one key, KEY=VALUE (repeatable)");
     show_cmd->add_option("--dataset", show.data.dataset, "dataset file (.json, .jsonl, .jsonl.gz, .csv, .tsv)");
-    show_cmd->add_option("--dataset-format", show.data.dataset_format, "format (default: inferred from the keys)");
+    show_cmd->add_option_function<std::string>(
+        "--dataset-format", [&](const std::string& name) { show.data.dataset_format = qlora::data::parse_dataset_format(name); },
+        "format (default: inferred from the keys)");
     add_tokenizer_flags(show_cmd);
     show_cmd->add_option("--source-max-len", show.data.source_max_len, "source tokens kept, BOS included")
         ->capture_default_str();
@@ -59,12 +61,7 @@ int main(int argc, char** argv) {
     tok_cmd->add_flag("--add-eos", add_eos, "append EOS when a record does not say");
     add_tokenizer_flags(tok_cmd);
 
-    try {
-      app.parse(argc, argv);
-    } catch (const CLI::ParseError& e) {
-      const int rc = app.exit(e);
-      return rc == 0 ? 0 : 2;  // usage errors are bad input
-    }
+    if (const int rc = qlora::cli::parse(app, argc, argv); rc >= 0) return rc;
     if (*show_cmd && !config_path.empty()) {
       // The run's own data options (the mapping qlora-train uses); the split flags still choose what to print.
       qlora::TrainConfig cfg = qlora::load_config(config_path);

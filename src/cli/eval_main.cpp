@@ -19,7 +19,7 @@
 
 #include "qlora/common/error.h"
 #include "qlora/common/fs.h"
-#include "qlora/eval/cli_flags.h"
+#include "qlora/cli/flags.h"
 #include "qlora/eval/mmlu_eval.h"
 #include "qlora/eval/perplexity.h"
 #include "qlora/model/llama_config.h"
@@ -29,7 +29,7 @@ int main(int argc, char** argv) {
     namespace ev = qlora::eval;
     CLI::App app{"qlora-eval: perplexity of a text file and MMLU accuracy of a LLaMA model (+ LoRA adapter)"};
     ev::InferenceOptions model_options;
-    ev::add_inference_flags(app, model_options);
+    qlora::cli::add_model_flags(app, model_options);
     std::string perplexity_file, json_file, predictions_file, split = "val";
     bool mmlu = false;
     ev::PerplexityOptions ppl;
@@ -48,11 +48,9 @@ int main(int argc, char** argv) {
     app.add_option("--max-questions", mo.max_questions, "first N questions (0 = all)")->capture_default_str();
     app.add_option("--max-len", mo.max_len, "MMLU token budget (0 = min(2048, model context))")->capture_default_str();
     app.add_flag("--no-prefix-cache", no_prefix_cache, "run every prompt in full (no KV reuse across questions)");
-    app.add_option("--json", json_file, "write the results as JSON to FILE");
-    app.add_option("--predictions", predictions_file, "MMLU: one JSON line per question to FILE");
-    if (const int rc = ev::parse_cli(app, argc, argv); rc >= 0) return rc;
-    qlora::check_output_file(json_file, "--json");
-    qlora::check_output_file(predictions_file, "--predictions");
+    qlora::cli::add_output_file(&app, "--json", json_file, "write the results as JSON to FILE");
+    qlora::cli::add_output_file(&app, "--predictions", predictions_file, "MMLU: one JSON line per question to FILE");
+    if (const int rc = qlora::cli::parse(app, argc, argv); rc >= 0) return rc;
     QLORA_INPUT_CHECK(mmlu != !perplexity_file.empty(), "give exactly one of --perplexity FILE or --mmlu");
     if (mmlu) QLORA_INPUT_CHECK(!mo.data.empty(), "--mmlu needs --data DIR (the MMLU CSV directory or .json file)");
     mo.split = qlora::mmlu::parse_split(split);

@@ -17,7 +17,7 @@
 
 #include "qlora/common/error.h"
 #include "qlora/common/fs.h"
-#include "qlora/eval/cli_flags.h"
+#include "qlora/cli/flags.h"
 #include "qlora/eval/generation.h"
 
 namespace {
@@ -42,7 +42,7 @@ int main(int argc, char** argv) {
     namespace ev = qlora::eval;
     CLI::App app{"qlora-generate: generate text or chat (Guanaco template) with a LLaMA model and a LoRA adapter"};
     ev::InferenceOptions model_options;
-    ev::add_inference_flags(app, model_options);
+    qlora::cli::add_model_flags(app, model_options);
     std::string prompt, prompts_file, json_file, system = ev::kGuanacoSystem;
     bool have_prompt = false, chat = true, interactive = false;
     ev::GenerationOptions gen;
@@ -59,9 +59,8 @@ int main(int argc, char** argv) {
     app.add_option("--max-new-tokens", gen.max_new_tokens, "tokens to generate per prompt")->capture_default_str();
     app.add_option("--stop", gen.stop, "stop string (repeatable); the text is cut before it");
     app.add_option("--batch-size", gen.batch_size, "prompts per forward batch")->capture_default_str();
-    app.add_option("--json", json_file, "write JSON lines (prompt, ids, text, finish_reason) to FILE");
-    if (const int rc = ev::parse_cli(app, argc, argv); rc >= 0) return rc;
-    qlora::check_output_file(json_file, "--json");
+    qlora::cli::add_output_file(&app, "--json", json_file, "write JSON lines (prompt, ids, text, finish_reason) to FILE");
+    if (const int rc = qlora::cli::parse(app, argc, argv); rc >= 0) return rc;
     have_prompt = app.count("--prompt") > 0;
     QLORA_INPUT_CHECK(static_cast<int>(have_prompt) + static_cast<int>(!prompts_file.empty()) +
                               static_cast<int>(interactive) == 1,

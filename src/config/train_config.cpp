@@ -23,83 +23,34 @@ namespace qlora {
 
 namespace {
 
-template <class E>
-struct EnumName {
-  E value;
-  const char* name;
-};
-
-constexpr EnumName<QuantType> kQuantTypeNames[] = {
-    {QuantType::NF4, "nf4"}, {QuantType::FP4, "fp4"}, {QuantType::None, "none"}};
 constexpr EnumName<Optim> kOptimNames[] = {{Optim::PagedAdamW32bit, "paged_adamw_32bit"},
                                            {Optim::PagedAdamW8bit, "paged_adamw_8bit"},
                                            {Optim::AdamWTorch, "adamw_torch"},
                                            {Optim::AdamW8bit, "adamw_8bit"}};
-constexpr EnumName<LrScheduler> kLrSchedulerNames[] = {{LrScheduler::Constant, "constant"},
-                                                       {LrScheduler::Linear, "linear"},
-                                                       {LrScheduler::Cosine, "cosine"},
-                                                       {LrScheduler::ConstantWithWarmup, "constant_with_warmup"}};
-constexpr EnumName<LossNormalization> kLossNormalizationNames[] = {
-    {LossNormalization::MicrobatchMean, "microbatch_mean"}, {LossNormalization::TokenMean, "token_mean"}};
 constexpr EnumName<Device> kDeviceNames[] = {{Device::Auto, "auto"}, {Device::Cpu, "cpu"}, {Device::Cuda, "cuda"}};
 constexpr EnumName<IntervalStrategy> kIntervalStrategyNames[] = {{IntervalStrategy::No, "no"},
                                                                  {IntervalStrategy::Steps, "steps"}};
 constexpr EnumName<MmluSplit> kMmluSplitNames[] = {{MmluSplit::Eval, "eval"}, {MmluSplit::Test, "test"}};
-constexpr EnumName<DatasetFormat> kDatasetFormatNames[] = {
-    {DatasetFormat::Auto, "auto"},          {DatasetFormat::Alpaca, "alpaca"},
-    {DatasetFormat::AlpacaClean, "alpaca-clean"}, {DatasetFormat::Chip2, "chip2"},
-    {DatasetFormat::SelfInstruct, "self-instruct"}, {DatasetFormat::HhRlhf, "hh-rlhf"},
-    {DatasetFormat::Oasst1, "oasst1"},      {DatasetFormat::InputOutput, "input-output"},
-    {DatasetFormat::UnnaturalInstructions, "unnatural-instructions"}, {DatasetFormat::FlanV2, "flan-v2"},
-    {DatasetFormat::Longform, "longform"},  {DatasetFormat::Vicuna, "vicuna"}};
 constexpr EnumName<ReportTo> kReportToNames[] = {{ReportTo::Jsonl, "jsonl"}, {ReportTo::None, "none"}};
 constexpr EnumName<DdpBackend> kDdpBackendNames[] = {
     {DdpBackend::Auto, "auto"}, {DdpBackend::Gloo, "gloo"}, {DdpBackend::Nccl, "nccl"}};
 constexpr EnumName<Fsdp> kFsdpNames[] = {{Fsdp::None, ""}, {Fsdp::FullShard, "full_shard"}};
 
-template <class E, size_t N>
-std::string enum_to_string(const EnumName<E> (&names)[N], E v) {
-  for (const auto& n : names)
-    if (n.value == v) return n.name;
-  QLORA_CHECK(false, "enum value without a name");
-  return "";
-}
-
-template <class E, size_t N>
-std::vector<std::string> enum_choices(const EnumName<E> (&names)[N]) {
-  std::vector<std::string> out;
-  for (const auto& n : names) out.push_back(n.name);
-  return out;
-}
-
 }  // namespace
 
-std::string to_string(QuantType v) { return enum_to_string(kQuantTypeNames, v); }
-std::string to_string(Optim v) { return enum_to_string(kOptimNames, v); }
-std::string to_string(LrScheduler v) { return enum_to_string(kLrSchedulerNames, v); }
-std::string to_string(LossNormalization v) { return enum_to_string(kLossNormalizationNames, v); }
-std::string to_string(Device v) { return enum_to_string(kDeviceNames, v); }
-std::string to_string(IntervalStrategy v) { return enum_to_string(kIntervalStrategyNames, v); }
-std::string to_string(MmluSplit v) { return enum_to_string(kMmluSplitNames, v); }
-std::string to_string(DatasetFormat v) { return enum_to_string(kDatasetFormatNames, v); }
-std::string to_string(ReportTo v) { return enum_to_string(kReportToNames, v); }
-std::string to_string(DdpBackend v) { return enum_to_string(kDdpBackendNames, v); }
-std::string to_string(Fsdp v) { return enum_to_string(kFsdpNames, v); }
+std::string to_string(Optim v) { return enum_name(kOptimNames, v); }
+std::string to_string(Device v) { return enum_name(kDeviceNames, v); }
+std::string to_string(IntervalStrategy v) { return enum_name(kIntervalStrategyNames, v); }
+std::string to_string(MmluSplit v) { return enum_name(kMmluSplitNames, v); }
+std::string to_string(ReportTo v) { return enum_name(kReportToNames, v); }
+std::string to_string(DdpBackend v) { return enum_name(kDdpBackendNames, v); }
+std::string to_string(Fsdp v) { return enum_name(kFsdpNames, v); }
 
-const std::vector<std::string>& llama_linear_modules() {
-  static const std::vector<std::string> kModules = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
-                                                    "gate_proj", "up_proj", "down_proj"};
-  return kModules;
-}
 
 // ---- derived values ----
 
-double TrainConfig::lora_scale() const {
-  return use_rslora ? lora_alpha / std::sqrt(static_cast<double>(lora_r)) : lora_alpha / static_cast<double>(lora_r);
-}
 int64_t TrainConfig::effective_batch_size() const { return per_device_train_batch_size * gradient_accumulation_steps; }
 int64_t TrainConfig::effective_eval_steps() const { return eval_steps > 0 ? eval_steps : logging_steps; }
-int64_t TrainConfig::effective_data_seed() const { return data_seed >= 0 ? data_seed : seed; }
 int64_t TrainConfig::effective_warmup_steps(int64_t total_steps) const {
   // HF get_scheduler: "constant" takes no warmup at all (so the reference's warmup_ratio 0.03 is inert).
   if (lr_scheduler_type == LrScheduler::Constant) return 0;
@@ -145,8 +96,8 @@ Field key(const char* g, const char* k, std::vector<std::string> TrainConfig::*m
 template <class E, size_t N>
 Field key(const char* g, const char* k, E TrainConfig::*m, const EnumName<E> (&names)[N], const char* doc) {
   Field f;
-  f.spec = {k, KeyType::Choice, g, "", doc, enum_choices(names), 0};
-  f.get = [m, &names](const TrainConfig& c) { return nlohmann::json(enum_to_string(names, c.*m)); };
+  f.spec = {k, KeyType::Choice, g, "", doc, enum_names(names), 0};
+  f.get = [m, &names](const TrainConfig& c) { return nlohmann::json(enum_name(names, c.*m)); };
   f.set = [m, &names](TrainConfig& c, const nlohmann::json& v) {
     for (const auto& n : names)
       if (v.get<std::string>() == n.name) c.*m = n.value;
@@ -203,7 +154,7 @@ std::vector<Field> make_fields() {
       key(M, "description", &C::description, "free text describing the run; ignored by training"),
 
       key(D, "dataset", &C::dataset, "local dataset file: .json, .jsonl (optionally .gz), .csv or .tsv"),
-      key(D, "dataset_format", &C::dataset_format, kDatasetFormatNames,
+      key(D, "dataset_format", &C::dataset_format, data::kDatasetFormatNames,
           "row -> (input, output) mapping; auto = input-output for a local file, as the reference"),
       key(D, "source_max_len", &C::source_max_len, "max source tokens (BOS + input); longer sources lose their end"),
       key(D, "target_max_len", &C::target_max_len, "max target tokens (output + EOS); longer targets lose their end"),

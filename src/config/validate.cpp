@@ -88,7 +88,7 @@ void validate(const TrainConfig& c) {
   p.require(finite(c.lora_dropout) && c.lora_dropout >= 0 && c.lora_dropout < 1, "lora_dropout", "must be in [0, 1)");
   if (c.lora_modules.empty()) p.add("lora_modules", "must name at least one linear layer");
   std::set<std::string> seen;
-  const auto& valid = llama_linear_modules();
+  const auto& valid = llama_projection_names();
   for (const auto& m : c.lora_modules) {
     if (std::find(valid.begin(), valid.end(), m) == valid.end()) {
       std::string names;
@@ -106,11 +106,8 @@ void validate(const TrainConfig& c) {
     p.require(c.quant_type == QuantType::None, "quant_type", "bits 16 trains without quantization: set quant_type to \"none\"");
     p.require(!c.double_quant, "double_quant", "double quantization applies to 4-bit weights only: set it to false with bits 16");
   }
-  {
-    bool pow2 = c.blocksize >= 32 && c.blocksize <= 4096 && (c.blocksize & (c.blocksize - 1)) == 0;
-    // bitsandbytes 4-bit blocksizes (nf4-spec.md section 1.5): 32 (since 0.49.2), 64, ..., 4096.
-    p.require(pow2, "blocksize", "must be a power of two from 32 to 4096 (bitsandbytes 4-bit blocksizes)");
-  }
+  // bitsandbytes 4-bit blocksizes (nf4-spec.md section 1.5): 32 (since 0.49.2), 64, ..., 4096.
+  p.require(nf4_blocksize_valid(c.blocksize), "blocksize", "must be a power of two from 32 to 4096 (bitsandbytes 4-bit blocksizes)");
 
   // -- optimization --
   p.require(finite(c.learning_rate) && c.learning_rate > 0, "learning_rate", "must be > 0");

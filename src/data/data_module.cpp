@@ -79,7 +79,6 @@ void validate(const DataOptions& o) {
     QLORA_INPUT_CHECK(o.eval_dataset_size >= 1, "eval_dataset_size: must be >= 1 with do_eval, got ",
                       o.eval_dataset_size);
   }
-  if (!o.dataset_format.empty()) parse_dataset_format(o.dataset_format);
 }
 
 TokenizeOptions tokenize_options(const DataOptions& o) { return {o.source_max_len, o.target_max_len, o.train_on_source}; }
@@ -137,7 +136,7 @@ DataModule build_data_module(const DataOptions& options, const Tokenizer& tokeni
   train.finish(m);
   if (!options.eval_dataset.empty()) {
     // The eval file is read in the train file's format (inferred from the train file when unset).
-    load.format = dataset_format_name(m.format);
+    load.format = m.format;
     m.eval_samples = load_dataset(options.eval_dataset, load).samples;
     cap(m.eval_samples, options.max_eval_samples);
   }

@@ -12,24 +12,6 @@ namespace {
 
 using nlohmann::json;
 
-struct FormatName {
-  DatasetFormat format;
-  const char* name;
-};
-constexpr FormatName kFormatNames[] = {
-    {DatasetFormat::Alpaca, "alpaca"},
-    {DatasetFormat::AlpacaClean, "alpaca-clean"},
-    {DatasetFormat::SelfInstruct, "self-instruct"},
-    {DatasetFormat::UnnaturalInstructions, "unnatural-instructions"},
-    {DatasetFormat::FlanV2, "flan-v2"},
-    {DatasetFormat::Longform, "longform"},
-    {DatasetFormat::Chip2, "chip2"},
-    {DatasetFormat::HhRlhf, "hh-rlhf"},
-    {DatasetFormat::Oasst1, "oasst1"},
-    {DatasetFormat::Vicuna, "vicuna"},
-    {DatasetFormat::InputOutput, "input-output"},
-};
-
 // qlora.py ALPACA_PROMPT_DICT, byte for byte (note the trailing space after "### Response:").
 constexpr const char kAlpacaWithInputHead[] =
     "Below is an instruction that describes a task, paired with an input that provides further context. "
@@ -338,6 +320,9 @@ void map_record(DatasetFormat format, const std::string& path, const JsonRecord&
       }
       break;
     }
+    case DatasetFormat::Auto:
+      QLORA_CHECK(false, "map_record: the format is resolved when the stream opens");
+      return;
     case DatasetFormat::Vicuna: {
       Sample s;
       if (vicuna_sample(path, rec, s)) {
@@ -353,26 +338,20 @@ void map_record(DatasetFormat format, const std::string& path, const JsonRecord&
 }  // namespace
 
 DatasetFormat parse_dataset_format(const std::string& name) {
-  for (const auto& f : kFormatNames) {
-    if (name == f.name) return f.format;
-  }
+  if (name.empty()) return DatasetFormat::Auto;
   if (name == "sharegpt") return DatasetFormat::Vicuna;
+  if (auto f = enum_from_name(kDatasetFormatNames, name)) return *f;
   std::string known;
   for (const auto& n : dataset_format_names()) known += (known.empty() ? "" : ", ") + n;
-  QLORA_INPUT_ERROR("dataset_format \"", name, "\": unknown; expected one of ", known, " (or empty to infer)");
+  QLORA_INPUT_ERROR("dataset_format \"", name, "\": unknown; expected one of ", known, " (or auto to infer)");
 }
 
-std::string dataset_format_name(DatasetFormat format) {
-  for (const auto& f : kFormatNames) {
-    if (f.format == format) return f.name;
-  }
-  QLORA_CHECK(false, "unnamed dataset format");
-  return "";
-}
+std::string dataset_format_name(DatasetFormat format) { return enum_name(kDatasetFormatNames, format); }
 
 std::vector<std::string> dataset_format_names() {
   std::vector<std::string> out;
-  for (const auto& f : kFormatNames) out.emplace_back(f.name);
+  for (const auto& f : kDatasetFormatNames)
+    if (f.value != DatasetFormat::Auto) out.emplace_back(f.name);
   return out;
 }
 
@@ -405,16 +384,18 @@ struct SampleStream::Impl {
       QLORA_INPUT_ERROR(path, ": no records (an empty JSON array, or a table with only its header row)");
     }
     require_object(path, first);
-    if (options.format.empty()) {
+    if (options.format == DatasetFormat::Auto) {
       const auto inferred = infer_format(first.value);
-      QLORA_INPUT_CHECK(inferred.has_value(), record_where(path, first), ": cannot infer dataset_format from the keys ",
-                        key_list(first.value), "; set dataset_format (--dataset-format) to one of alpaca, "
-                        "self-instruct, unnatural-instructions, flan-v2, longform, chip2, hh-rlhf, oasst1, vicuna, "
-                        "input-output");
+      if (!inferred.has_value()) {
+        std::string names;
+        for (const auto& n : dataset_format_names()) names += (names.empty() ? "" : ", ") + n;
+        QLORA_INPUT_ERROR(record_where(path, first), ": cannot infer dataset_format from the keys ", key_list(first.value),
+                          "; set dataset_format (--dataset-format) to one of ", names);
+      }
       ds.format = *inferred;
       ds.format_inferred = true;
     } else {
-      ds.format = parse_dataset_format(options.format);
+      ds.format = options.format;
     }
     ds.layout = dataset_format_name(ds.format) + " records";
     if (ds.format != DatasetFormat::Oasst1) return;

@@ -290,12 +290,6 @@ at::Tensor LlamaForCausalLMImpl::forward(const at::Tensor& input_ids, const Forw
   return logits(hidden_states(input_ids, options, cache));
 }
 
-const std::vector<std::string>& llama_projection_names() {
-  static const std::vector<std::string> names = {"q_proj", "k_proj", "v_proj", "o_proj",
-                                                 "gate_proj", "up_proj", "down_proj"};
-  return names;
-}
-
 std::vector<std::pair<std::string, LoraLinear>> LlamaForCausalLMImpl::named_lora_layers() const {
   std::vector<std::pair<std::string, LoraLinear>> out;
   const auto& layers = model->layers();

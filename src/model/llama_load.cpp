@@ -284,8 +284,7 @@ static void check_options(const ModelOptions& o) {
   if (o.quantize) {
     QLORA_INPUT_CHECK(o.quant.type == QuantType::NF4 || o.quant.type == QuantType::FP4,
                       "4-bit quantization needs quant_type nf4 or fp4");
-    QLORA_INPUT_CHECK(nf4_blocksize_valid(o.quant.blocksize), "quantization blocksize ", o.quant.blocksize,
-                      " is not a power of two in [32, 4096]");
+    check_blocksize(o.quant.blocksize, "quantization");
   }
 }
 

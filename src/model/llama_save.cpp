@@ -13,13 +13,6 @@
 
 namespace qlora {
 
-at::ScalarType dtype_from_name(const std::string& name, const std::string& where) {
-  if (name == "float32") return at::kFloat;
-  if (name == "float16") return at::kHalf;
-  if (name == "bfloat16") return at::kBFloat16;
-  QLORA_INPUT_ERROR(where, ": dtype \"", name, "\" is not supported (float32, float16, bfloat16)");
-}
-
 std::string dtype_name(at::ScalarType dtype) {
   switch (dtype) {
     case at::kFloat: return "float32";

@@ -9,15 +9,6 @@
 
 namespace qlora::optim {
 
-LrSchedule LrSchedule::from_config(const TrainConfig& cfg, int64_t total_steps) {
-  LrSchedule s;
-  s.kind = cfg.lr_scheduler_type;
-  s.base_lr = cfg.learning_rate;
-  s.total_steps = total_steps;
-  s.warmup_steps = cfg.effective_warmup_steps(total_steps);
-  return s;
-}
-
 double LrSchedule::factor(int64_t step) const {
   const double s = static_cast<double>(step);
   const double w = static_cast<double>(warmup_steps);
@@ -55,12 +46,7 @@ LrSchedule LrSchedule::from_json(const std::string& text, const std::string& pat
   QLORA_INPUT_CHECK(j.is_object(), path_for_errors, ": expected a JSON object");
   LrSchedule s;
   try {
-    const std::string kind = j.at("kind").get<std::string>();
-    bool known = false;
-    for (auto k : {LrScheduler::Constant, LrScheduler::ConstantWithWarmup, LrScheduler::Linear,
-                   LrScheduler::Cosine})
-      if (to_string(k) == kind) s.kind = k, known = true;
-    QLORA_INPUT_CHECK(known, path_for_errors, ": unknown schedule kind '", kind, "'");
+    s.kind = parse_enum(kLrSchedulerNames, j.at("kind").get<std::string>(), path_for_errors + ": kind");
     s.base_lr = j.at("base_lr").get<double>();
     s.warmup_steps = j.at("warmup_steps").get<int64_t>();
     s.total_steps = j.at("total_steps").get<int64_t>();

@@ -73,8 +73,7 @@ at::Tensor cpu_float_table(const float* values, int64_t count) {
 void check_consistent(const QuantizedWeight& w, const std::string& where) {
   QLORA_INPUT_CHECK(w.shape.size() == 2 && w.shape[0] > 0 && w.shape[1] > 0, where,
                     ": a 4-bit weight needs a 2-D shape [out_features, in_features] > 0, got ", shape_str(w.shape));
-  QLORA_INPUT_CHECK(nf4_blocksize_valid(w.blocksize), where, ": blocksize ", w.blocksize,
-                    " is not a power of two in [32, 4096]");
+  check_blocksize(w.blocksize, where);
   quant_type4_of(w.type, where);
   QLORA_INPUT_CHECK(is_float_weight_dtype(w.dtype), where, ": dtype ", c10::toString(w.dtype),
                     " is not float32, float16 or bfloat16");
@@ -102,12 +101,6 @@ void check_consistent(const QuantizedWeight& w, const std::string& where) {
 QuantType4 quant_type4_of(QuantType type, const std::string& where) {
   QLORA_INPUT_CHECK(type != QuantType::None, where, ": quant type \"none\" cannot be quantized to 4 bits; use nf4 or fp4");
   return type == QuantType::NF4 ? QuantType4::NF4 : QuantType4::FP4;
-}
-
-QuantType parse_quant_type(const std::string& name, const std::string& where) {
-  if (name == "nf4") return QuantType::NF4;
-  if (name == "fp4") return QuantType::FP4;
-  QLORA_INPUT_ERROR(where, ": quant type '", name, "' is not \"nf4\" or \"fp4\"");
 }
 
 std::string python_float_repr(double v) {
@@ -180,8 +173,7 @@ QuantizedWeight quantize_4bit(const at::Tensor& w, const QuantConfig& cfg, const
                     ": expected a non-empty 2-D weight (out_features, in_features), got shape ", w.sizes());
   QLORA_INPUT_CHECK(is_float_weight_dtype(w.scalar_type()), what, ": dtype ", c10::toString(w.scalar_type()),
                     " cannot be quantized; expected float32, float16 or bfloat16");
-  QLORA_INPUT_CHECK(nf4_blocksize_valid(cfg.blocksize), what, ": blocksize ", cfg.blocksize,
-                    " is not a power of two in [32, 4096]");
+  check_blocksize(cfg.blocksize, what);
   QLORA_INPUT_CHECK(w.is_cpu() || w.is_cuda(), what, ": tensors on ", w.device(), " are not supported");
   const QuantType4 type4 = quant_type4_of(cfg.type, what);
   QuantizedWeight q;
@@ -313,12 +305,11 @@ QuantizedWeight quantized_weight_from_bnb(const std::function<at::Tensor(const s
 
   QuantizedWeight w;
   const std::string where = source + ": '" + key + "'";
-  w.type = parse_quant_type(string_field("quant_type"), where + " \"quant_type\"");
+  w.type = parse_quant_type4(string_field("quant_type"), where + " \"quant_type\"");
   QLORA_INPUT_CHECK(w.type == (nf4 ? QuantType::NF4 : QuantType::FP4), where, ": \"quant_type\" is \"",
                     to_string(w.type), "\" but the key says ", nf4 ? "nf4" : "fp4");
   w.blocksize = int_field("blocksize");
-  QLORA_INPUT_CHECK(nf4_blocksize_valid(w.blocksize), where, ": blocksize ", w.blocksize,
-                    " is not a power of two in [32, 4096]");
+  check_blocksize(w.blocksize, where);
   const std::string dtype = string_field("dtype");
   if (dtype == "float32") {
     w.dtype = at::kFloat;

@@ -14,7 +14,7 @@
 #include "qlora/common/log.h"
 #include "qlora/io/safetensors.h"
 #include "qlora/tensor/safetensors_torch.h"
-#include "qlora/train/adapter.h"
+#include "qlora/model/adapter.h"
 
 namespace qlora::train {
 

@@ -4,7 +4,7 @@
 #include <chrono>
 
 #include "qlora/common/error.h"
-#include "qlora/eval/inference_model.h"
+#include "qlora/tensor/device.h"
 #include "qlora/model/llama_load.h"
 #include "qlora/optim/grad_clip.h"
 #include "qlora/optim/paged_adamw.h"
@@ -16,7 +16,7 @@ namespace qlora::train {
 nlohmann::json run_train_bench(const TrainBenchOptions& o, const std::function<void(const std::string&)>& print) {
   QLORA_INPUT_CHECK(o.seq_len >= 2 && o.batch >= 1, "--seq-len must be >= 2 and --batch >= 1");
   QLORA_INPUT_CHECK(o.steps > o.warmup && o.warmup >= 0, "--steps must exceed --warmup");
-  const at::Device device = eval::resolve_device(o.device);
+  const at::Device device = resolve_device(o.device, "--device");
   const std::string shape = o.shape == "auto" ? (device.is_cuda() ? "7b" : "small") : o.shape;
   const LlamaConfig config = llama_shape(shape, "--shape");
 

@@ -101,30 +101,11 @@ EvalLoss evaluate_loss(LlamaForCausalLMImpl& model, const std::vector<data::Batc
 
 optim::NamedParameters named_lora_parameters(const LlamaForCausalLMImpl& model) {
   optim::NamedParameters out;
-  for (const auto& [path, layer] : model.named_lora_layers()) {
-    if (!layer->has_adapter()) continue;
-    out.emplace_back(path + ".lora_A", layer->lora_A());
-    out.emplace_back(path + ".lora_B", layer->lora_B());
+  for (const auto& layer : lora_layer_weights(model)) {
+    out.emplace_back(layer.module_path + ".lora_A", layer.lora_A);
+    out.emplace_back(layer.module_path + ".lora_B", layer.lora_B);
   }
   return out;
-}
-
-std::vector<LoraLayerWeights> lora_layer_weights(const LlamaForCausalLMImpl& model) {
-  std::vector<LoraLayerWeights> out;
-  for (const auto& [path, layer] : model.named_lora_layers())
-    if (layer->has_adapter()) out.push_back({path, layer->lora_A(), layer->lora_B()});
-  return out;
-}
-
-AdapterConfig adapter_config_of(const TrainConfig& cfg) {
-  AdapterConfig a;
-  a.r = cfg.lora_r;
-  a.lora_alpha = cfg.lora_alpha;
-  a.lora_dropout = cfg.lora_dropout;
-  a.target_modules = cfg.lora_modules;
-  a.use_rslora = cfg.use_rslora;
-  a.base_model_name_or_path = cfg.model_name_or_path;
-  return a;
 }
 
 }  // namespace qlora::train

@@ -22,7 +22,8 @@
 #include "qlora/optim/lr_schedule.h"
 #include "qlora/optim/paged_adamw.h"
 #include "qlora/tensor/safetensors_torch.h"
-#include "qlora/train/adapter.h"
+#include "qlora/model/adapter.h"
+#include "qlora/train/builders.h"
 #include "qlora/train/checkpoint.h"
 #include "qlora/train/metrics.h"
 #include "qlora/train/run_guard.h"
@@ -63,56 +64,6 @@ class StopSignalGuard {
   void (*old_int_)(int) = SIG_DFL;
   void (*old_term_)(int) = SIG_DFL;
 };
-
-// ---- configuration mapping ------------------------------------------------------------------------------
-
-// cuda:LOCAL_RANK under a data-parallel launch (one device per rank on each node), else cuda:0.
-at::Device resolve_device(const TrainConfig& cfg, const dist::LaunchEnv& env) {
-  const bool have_cuda = at::hasCUDA() && at::getNumGPUs() > 0;
-  const auto cuda = [&]() {
-    QLORA_INPUT_CHECK(static_cast<size_t>(env.local_rank) < at::getNumGPUs(), "LOCAL_RANK=", env.local_rank, " but this node has ",
-                      int(at::getNumGPUs()), " CUDA device(s): start at most that many ranks per node");
-    return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(env.local_rank));
-  };
-  if (cfg.device == Device::Cpu) return at::kCPU;
-  if (cfg.device == Device::Cuda) {
-    QLORA_INPUT_CHECK(have_cuda, "device: \"cuda\" was asked for but no CUDA device is available",
-                      have_cuda ? "" : " (use \"auto\" or \"cpu\")");
-    return cuda();
-  }
-  return have_cuda ? cuda() : at::Device(at::kCPU);
-}
-
-dist::BackendKind backend_of(const TrainConfig& cfg, const at::Device& device) {
-  const dist::BackendKind kind = cfg.ddp_backend == DdpBackend::Nccl   ? dist::BackendKind::Nccl
-                                 : cfg.ddp_backend == DdpBackend::Gloo ? dist::BackendKind::Gloo
-                                 : device.is_cuda()                    ? dist::BackendKind::Nccl
-                                                                       : dist::BackendKind::Gloo;
-  QLORA_INPUT_CHECK(kind == dist::BackendKind::Gloo || device.is_cuda(),
-                    "ddp_backend \"nccl\" carries CUDA tensors only: this run is on ", device.str(), " (use \"gloo\")");
-  return kind;
-}
-
-at::ScalarType compute_dtype_of(const TrainConfig& cfg) {
-  if (cfg.bf16) return at::kBFloat16;
-  if (cfg.fp16) return at::kHalf;
-  return at::kFloat;
-}
-
-
-optim::AdamWOptions adamw_options_of(const TrainConfig& cfg) {
-  optim::AdamWOptions o;
-  o.lr = cfg.learning_rate;
-  o.beta1 = cfg.adam_beta1;
-  o.beta2 = cfg.adam_beta2;
-  o.eps = cfg.adam_epsilon;
-  o.weight_decay = cfg.weight_decay;
-  o.decay_order = optim::DecayOrder::BeforeUpdate;  // torch's order; identical to bnb's at weight_decay 0
-  o.paged = cfg.optim == Optim::PagedAdamW32bit || cfg.optim == Optim::PagedAdamW8bit;
-  o.state_bits = (cfg.optim == Optim::PagedAdamW8bit || cfg.optim == Optim::AdamW8bit) ? optim::StateBits::k8
-                                                                                         : optim::StateBits::k32;
-  return o;
-}
 
 // HF Trainer: max_steps, or ceil(num_train_epochs * max(1, batches_per_epoch // gradient_accumulation_steps)).
 int64_t total_steps_of(const TrainConfig& cfg, const data::DataModule& dm, const data::BatchingOptions& batching) {
@@ -191,7 +142,7 @@ struct TrainerState {
 class Trainer {
  public:
   explicit Trainer(const TrainConfig& cfg)
-      : cfg_(cfg), env_(dist::launch_env_from_environment()), device_(resolve_device(cfg, env_)) {}
+      : cfg_(cfg), env_(dist::launch_env_from_environment()), device_(device_of(cfg, env_.local_rank)) {}
 
   int run(bool resume) {
     prepare_output_dir(cfg_, resume, main_rank());  // refuses to mix two runs in one output_dir (run_guard.h)
@@ -227,7 +178,7 @@ class Trainer {
       grad_group_ = dist::single_process_group();
       return;
     }
-    const dist::BackendKind backend = backend_of(cfg_, device_);
+    const dist::BackendKind backend = ddp_backend_of(cfg_, device_);
     const std::chrono::milliseconds timeout(cfg_.ddp_timeout * 1000);
     grad_group_ = dist::init_process_group(env_, backend, timeout, "grad");
     if (cfg_.fsdp == Fsdp::FullShard) param_group_ = dist::init_process_group(env_, backend, timeout, "param");
@@ -266,21 +217,7 @@ class Trainer {
 
     log::info(str("loading model ", cfg_.model_name_or_path, " on ", device_.str(),
                   cfg_.bits == 4 ? " (4-bit base)" : " (16-bit base)"));
-    ModelOptions mo;
-    mo.quantize = cfg_.bits == 4;
-    mo.quant.type = cfg_.quant_type;
-    mo.quant.blocksize = cfg_.blocksize;
-    mo.quant.double_quant = cfg_.double_quant;
-    mo.compute_dtype = compute_dtype_of(cfg_);
-    mo.device = device_;
-    mo.lora.r = cfg_.lora_r;
-    mo.lora.alpha = cfg_.lora_alpha;
-    mo.lora.dropout = cfg_.lora_dropout;
-    mo.lora.use_rslora = cfg_.use_rslora;
-    mo.lora.dtype = at::kFloat;  // fp32 master weights (the reference keeps bf16 LoRA weights; ours is exact)
-    mo.lora.seed = static_cast<uint64_t>(cfg_.seed);
-    mo.lora_targets = cfg_.lora_modules;
-    mo.gradient_checkpointing = cfg_.gradient_checkpointing;
+    ModelOptions mo = model_options_of(cfg_, device_);
     if (param_group_) {
       mo.shard_4bit = [group = param_group_](std::shared_ptr<const QuantizedWeight> w, const std::string&) {
         return dist::shard_quantized_weight(*w, group);
@@ -297,16 +234,7 @@ class Trainer {
     if (cfg_.do_mmlu_eval) {
       // As the reference's MMLU callback: the benchmark is read and tokenized once, then scored after
       // every evaluation (qlora-reference.md section 6).
-      eval::MmluOptions mmlu;
-      mmlu.data = cfg_.mmlu_dataset;
-      mmlu.split = cfg_.mmlu_split == MmluSplit::Test ? mmlu::Split::Test : mmlu::Split::Val;
-      mmlu.shots = static_cast<int>(cfg_.mmlu_shots);
-      mmlu.max_questions = cfg_.max_mmlu_samples;
-      // The reference's 2048 is LLaMA's context; a model with a shorter one gets its own.
-      const int64_t context = model_->config().max_position_embeddings;
-      mmlu.max_len = std::min<int64_t>(cfg_.mmlu_source_max_len, context);
-      if (mmlu.max_len < cfg_.mmlu_source_max_len)
-        log::warn(str("mmlu_source_max_len ", cfg_.mmlu_source_max_len, " exceeds the model context; using ", context));
+      const eval::MmluOptions mmlu = mmlu_options_of(cfg_, model_->config().max_position_embeddings);
       mmlu_ = std::make_unique<eval::MmluEvaluator>(*tokenizer_, mmlu, model_->config().max_position_embeddings);
       log::info(str("MMLU (", mmlu::split_name(mmlu.split), ", ", mmlu.shots, "-shot): ", mmlu_->requests().size(),
                     " questions after every evaluation"));
@@ -315,7 +243,7 @@ class Trainer {
     if (env_.distributed()) reducer_ = std::make_unique<dist::GradientReducer>(grad_group_, params_);
     optimizer_ = std::make_unique<optim::PagedAdamW>(named_lora_parameters(*model_), adamw_options_of(cfg_));
     max_steps_ = total_steps_of(cfg_, data_, batching_);
-    schedule_ = optim::LrSchedule::from_config(cfg_, max_steps_);
+    schedule_ = lr_schedule_of(cfg_, max_steps_);
     int64_t trainable = 0;
     for (const auto& p : params_) trainable += p.numel();
     log::info(str("trainable LoRA parameters: ", trainable, " in ", params_.size() / 2, " layers; ", max_steps_,
@@ -625,24 +553,6 @@ class Trainer {
 };
 
 }  // namespace
-
-data::DataOptions data_options_of(const TrainConfig& cfg) {
-  data::DataOptions d;
-  d.dataset = cfg.dataset;
-  d.dataset_format = cfg.dataset_format == DatasetFormat::Auto ? "" : to_string(cfg.dataset_format);
-  d.source_max_len = cfg.source_max_len;
-  d.target_max_len = cfg.target_max_len;
-  d.train_on_source = cfg.train_on_source;
-  d.group_by_length = cfg.group_by_length;
-  d.max_train_samples = cfg.max_train_samples;
-  d.max_eval_samples = cfg.max_eval_samples;
-  d.do_eval = cfg.do_eval;
-  d.eval_dataset_size = cfg.eval_dataset_size;
-  d.seed = static_cast<uint64_t>(cfg.seed);
-  d.data_seed = cfg.data_seed;
-  d.packing = cfg.packing;
-  return d;
-}
 
 int run_training(const TrainConfig& cfg, bool resume) {
   Trainer trainer(cfg);

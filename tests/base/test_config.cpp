@@ -91,12 +91,9 @@ TEST(TrainConfig, DefaultsAreTheReferenceCodeDefaults) {
 
 TEST(TrainConfig, DerivedValues) {
   TrainConfig c;
-  EXPECT_DOUBLE_EQ(c.lora_scale(), 0.25);  // 16 / 64 (section 1: "scaling alpha/r = 0.25")
-  c.use_rslora = true;
-  EXPECT_DOUBLE_EQ(c.lora_scale(), 2.0);  // 16 / sqrt(64)
+  // The LoRA scale and the sampler seed are the components' rules (tests/core/test_builders.cpp).
   EXPECT_EQ(c.effective_batch_size(), 16);
   EXPECT_EQ(c.effective_eval_steps(), 10);  // eval_steps 0 -> logging_steps (HF)
-  EXPECT_EQ(c.effective_data_seed(), 42);
   EXPECT_EQ(c.effective_warmup_steps(1875), 0);  // constant: warmup_ratio is inert (section 2.1)
   c.lr_scheduler_type = qlora::LrScheduler::Linear;
   EXPECT_EQ(c.effective_warmup_steps(1875), 57);  // ceil(0.03 * 1875) = ceil(56.25)
@@ -475,8 +472,8 @@ TEST(TrainConfig, FormatTableHasOneRowPerKey) {
 
 }  // namespace
 
-// The config's dataset_format values are exactly the data module's formats plus "auto": a format the data
-// module reads can always be named in a config, and the two lists cannot drift apart.
+// The config's dataset_format values are exactly the data module's formats plus "auto" (the config names the
+// data module's own table, data::kDatasetFormatNames): a format the data module reads can always be named.
 TEST(ConfigSchema, DatasetFormatsMatchTheDataModule) {
   std::vector<std::string> config_names;
   for (const auto& k : qlora::config_schema())

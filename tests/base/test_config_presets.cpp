@@ -81,7 +81,7 @@ TEST(ShippedConfigs, PresetsMatchPaperTable9) {
       EXPECT_TRUE(c.bf16);
       EXPECT_EQ(c.lora_r, 64);
       EXPECT_DOUBLE_EQ(c.lora_alpha, 16);
-      EXPECT_EQ(c.lora_modules, qlora::llama_linear_modules());
+      EXPECT_EQ(c.lora_modules, qlora::llama_projection_names());
       // Dropout: 0.1 up to 13B, 0.05 for 33B/65B (paper App. B.2 and model card, spec section 2.2).
       EXPECT_DOUBLE_EQ(c.lora_dropout, (size == "7b" || size == "13b") ? 0.1 : 0.05);
       EXPECT_EQ(c.optim, qlora::Optim::PagedAdamW32bit);
@@ -104,7 +104,7 @@ TEST(ShippedConfigs, PresetsMatchPaperTable9) {
         EXPECT_EQ(c.eval_dataset_size, 1024);
         EXPECT_EQ(c.seed, 0);
         EXPECT_EQ(c.data_seed, 42);
-        EXPECT_EQ(c.dataset_format, qlora::DatasetFormat::Oasst1);
+        EXPECT_EQ(c.dataset_format, qlora::data::DatasetFormat::Oasst1);
       }
     }
   }

@@ -70,7 +70,7 @@ TEST(DatasetFormats, Chip2KeepsFirstBotTurnAndStripsHumanMarkers) {
   EXPECT_EQ(ds.samples[3].target, "Sure: \"hello\"");
   TempDir dir;
   const auto bad = dir.file("c.jsonl", "{\"text\": \"<human>: hi\\n<bot>: yo\"}\n{\"text\": \"<human>: no bot\"}\n");
-  expect_input_error([&] { load_dataset(bad, {"chip2"}); }, {bad + ":2: field \"text\": no \"\\n<bot>: \" turn"});
+  expect_input_error([&] { load_dataset(bad, {DatasetFormat::Chip2}); }, {bad + ":2: field \"text\": no \"\\n<bot>: \" turn"});
 }
 
 TEST(DatasetFormats, ChosenAndGuanacoRowsAreTargetsWithEmptySource) {
@@ -173,7 +173,7 @@ TEST(DatasetFormats, OasstRealValidationTrees) {
 TEST(DatasetFormats, OasstBadMessagesNameTheField) {
   TempDir dir;
   const auto role = dir.file("r.jsonl", "{\"message_id\": \"a\", \"parent_id\": null, \"text\": \"q\", \"role\": \"user\"}\n");
-  expect_input_error([&] { load_dataset(role, {"oasst1"}); }, {role + ":1: field \"role\": expected \"prompter\" or "
+  expect_input_error([&] { load_dataset(role, {DatasetFormat::Oasst1}); }, {role + ":1: field \"role\": expected \"prompter\" or "
                                                                "\"assistant\", got \"user\""});
   const auto rank = dir.file("k.jsonl",
                              "{\"message_tree_id\": \"a\", \"prompt\": {\"message_id\": \"a\", \"text\": \"q\", "
@@ -215,20 +215,20 @@ TEST(DatasetFormats, OasstDeepReplyChainsLoadOrFailCleanly) {
   TempDir dir;
   const size_t n = 100000;
   const auto flat = dir.file("flat.jsonl", flat_chain(n));
-  const auto ds = load_dataset(flat, {"oasst1"});
+  const auto ds = load_dataset(flat, {DatasetFormat::Oasst1});
   ASSERT_EQ(ds.samples.size(), 1u);
   const std::string& t = ds.samples[0].target;
   EXPECT_EQ(t.rfind("### Human: t0### Assistant: t1### Human: t2", 0), 0u);
   EXPECT_EQ(t.size() - t.rfind("### Assistant: t99999"), std::string("### Assistant: t99999").size());
 
   const auto deep = dir.file("deep.jsonl", "\n" + nested_chain(n));
-  expect_input_error([&] { load_dataset(deep, {"oasst1"}); },
+  expect_input_error([&] { load_dataset(deep, {DatasetFormat::Oasst1}); },
                      {deep + ":2: record nested deeper than 1000 levels"});
 
   // Within the limit (499 messages: 998 levels + the record) the nested tree gives the flat chain's path.
   const size_t m = (kMaxRecordDepth - 1) / 2;
-  const auto nested = load_dataset(dir.file("nested.jsonl", nested_chain(m)), {"oasst1"});
-  const auto same = load_dataset(dir.file("flat499.jsonl", flat_chain(m)), {"oasst1"});
+  const auto nested = load_dataset(dir.file("nested.jsonl", nested_chain(m)), {DatasetFormat::Oasst1});
+  const auto same = load_dataset(dir.file("flat499.jsonl", flat_chain(m)), {DatasetFormat::Oasst1});
   ASSERT_EQ(nested.samples.size(), 1u);
   EXPECT_EQ(nested.samples[0].target, same.samples[0].target);
 }

@@ -120,12 +120,12 @@ TEST(TableDatasets, CsvAndTsvRowsAreRecords) {
   EXPECT_EQ(recs[1].value["output"], "hi \"there\"");
 
   // Mapped as alpaca: the empty input takes the no-input template, exactly as the same JSON record would.
-  const auto ds = load_dataset(csv, {"alpaca"});
+  const auto ds = load_dataset(csv, {DatasetFormat::Alpaca});
   const auto js = load_dataset(
       dir.file("a.jsonl",
                "{\"instruction\": \"Add the numbers\", \"input\": \"1, 2\", \"output\": \"3\"}\n"
                "{\"instruction\": \"Say\\nhi\", \"input\": \"\", \"output\": \"hi \\\"there\\\"\"}\n"),
-      {"alpaca"});
+      {DatasetFormat::Alpaca});
   ASSERT_EQ(ds.samples.size(), 2u);
   ASSERT_EQ(js.samples.size(), 2u);
   for (size_t i = 0; i < 2; ++i) {
@@ -206,7 +206,7 @@ TEST(JsonRecords, Utf8Validation) {
 TEST(JsonRecords, MalformedRecordsNameFileLineField) {
   TempDir dir;
   const auto missing = dir.file("m.jsonl", "{\"instruction\": \"a\", \"output\": \"b\"}\n{\"instruction\": \"a\"}\n");
-  expect_input_error([&] { load_dataset(missing, {"alpaca"}); }, {missing + ":2: field \"output\": missing"});
+  expect_input_error([&] { load_dataset(missing, {DatasetFormat::Alpaca}); }, {missing + ":2: field \"output\": missing"});
   const auto type = dir.file("t.jsonl", "{\"input\": \"a\", \"output\": 5}\n");
   expect_input_error([&] { load_dataset(type); }, {type + ":1: field \"output\": expected a string, got a number"});
   const auto notobj = dir.file("n.jsonl", "{\"input\": \"a\", \"output\": \"b\"}\n[1, 2]\n");

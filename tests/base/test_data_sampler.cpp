@@ -303,8 +303,6 @@ TEST(DataModule, SplitCapsAndValidation) {
   o.source_max_len = 0;
   expect_input_error([&] { build_data_module(o, tok); }, {"source_max_len", ">= 1"});
   o.source_max_len = 16;
-  o.dataset_format = "alpacca";
-  expect_input_error([&] { build_data_module(o, tok); }, {"dataset_format \"alpacca\""});
   const auto b = batching_options(o, 1, 16, default_pad_id(tok));
   EXPECT_EQ(b.pack_len, 16 + 32);
   EXPECT_EQ(b.pad_id, 0);  // no pad piece in tok512: UNK

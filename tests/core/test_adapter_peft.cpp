@@ -10,12 +10,12 @@
 #include "qlora/common/fs.h"
 #include "qlora/io/safetensors.h"
 #include "qlora/tensor/safetensors_torch.h"
-#include "qlora/train/adapter.h"
+#include "qlora/model/adapter.h"
 
 namespace {
 
-using qlora::train::AdapterConfig;
-using qlora::train::LoraLayerWeights;
+using qlora::AdapterConfig;
+using qlora::LoraLayerWeights;
 
 std::string temp_dir(const std::string& tag) {
   auto dir = qlora::fs::join(::testing::TempDir(), "qlora_adapter_" + tag + "_" + std::to_string(::getpid()));
@@ -55,7 +55,7 @@ std::string expect_input_error(const std::function<void()>& fn) {
 TEST(PeftAdapter, RoundTripKeepsNamesShapesAndValues) {
   const auto dir = temp_dir("roundtrip");
   const auto layers = make_layers();
-  qlora::train::save_adapter(dir, make_config(), layers);
+  qlora::save_adapter(dir, make_config(), layers);
 
   const auto file = qlora::safetensors::File::open(qlora::fs::join(dir, "adapter_model.safetensors"));
   EXPECT_EQ(file->metadata().at("format"), "pt");
@@ -71,7 +71,7 @@ TEST(PeftAdapter, RoundTripKeepsNamesShapesAndValues) {
                                              "base_model.model.model.layers.1.mlp.down_proj.lora_B.weight"};
   EXPECT_EQ(names, expected);
 
-  const auto loaded = qlora::train::load_adapter(dir);
+  const auto loaded = qlora::load_adapter(dir);
   EXPECT_EQ(loaded.config.r, 3);
   EXPECT_EQ(loaded.config.lora_alpha, 16);
   EXPECT_DOUBLE_EQ(loaded.config.lora_dropout, 0.05);
@@ -86,7 +86,7 @@ TEST(PeftAdapter, RoundTripKeepsNamesShapesAndValues) {
   // copy_adapter_into writes into the model's tensors.
   std::vector<LoraLayerWeights> model = {{layers[0].module_path, at::zeros({3, 13}), at::zeros({13, 3})},
                                          {layers[1].module_path, at::zeros({3, 29}), at::zeros({13, 3})}};
-  qlora::train::copy_adapter_into(loaded, model, dir);
+  qlora::copy_adapter_into(loaded, model, dir);
   EXPECT_TRUE(at::equal(model[1].lora_A, layers[1].lora_A));
   qlora::fs::remove_all(dir);
 }
@@ -113,9 +113,9 @@ TEST(PeftAdapter, ConfigIsPythonJsonDumpsSortedIndent2) {
 
 TEST(PeftAdapter, ScalingAndTargetsFollowPeft) {
   AdapterConfig c = make_config();
-  EXPECT_DOUBLE_EQ(c.scaling(), 16.0 / 3.0);
+  EXPECT_DOUBLE_EQ(c.lora_options().scaling(), 16.0 / 3.0);
   c.use_rslora = true;
-  EXPECT_DOUBLE_EQ(c.scaling(), 16.0 / std::sqrt(3.0));
+  EXPECT_DOUBLE_EQ(c.lora_options().scaling(), 16.0 / std::sqrt(3.0));
   EXPECT_TRUE(c.targets("model.layers.7.self_attn.q_proj"));
   EXPECT_FALSE(c.targets("model.layers.7.self_attn.k_proj"));
   EXPECT_FALSE(c.targets("model.layers.7.self_attn.xq_proj"));  // suffix match only at a dot
@@ -127,60 +127,60 @@ TEST(PeftAdapter, ScalingAndTargetsFollowPeft) {
 TEST(PeftAdapter, MismatchesAreInputErrorsNamingTheKey) {
   const auto dir = temp_dir("errors");
   const auto layers = make_layers();
-  qlora::train::save_adapter(dir, make_config(), layers);
-  const auto adapter = qlora::train::load_adapter(dir);
+  qlora::save_adapter(dir, make_config(), layers);
+  const auto adapter = qlora::load_adapter(dir);
 
   // The model has a layer the adapter lacks.
   std::vector<LoraLayerWeights> more = {
       {layers[0].module_path, at::zeros({3, 13}), at::zeros({13, 3})},
       {layers[1].module_path, at::zeros({3, 29}), at::zeros({13, 3})},
       {"model.layers.1.self_attn.v_proj", at::zeros({3, 13}), at::zeros({5, 3})}};
-  auto msg = expect_input_error([&] { qlora::train::copy_adapter_into(adapter, more, dir); });
+  auto msg = expect_input_error([&] { qlora::copy_adapter_into(adapter, more, dir); });
   EXPECT_NE(msg.find("missing key 'base_model.model.model.layers.1.self_attn.v_proj.lora_A.weight'"),
             std::string::npos) << msg;
 
   // The adapter has a layer the model lacks.
   std::vector<LoraLayerWeights> fewer = {{layers[0].module_path, at::zeros({3, 13}), at::zeros({13, 3})}};
-  msg = expect_input_error([&] { qlora::train::copy_adapter_into(adapter, fewer, dir); });
+  msg = expect_input_error([&] { qlora::copy_adapter_into(adapter, fewer, dir); });
   EXPECT_NE(msg.find("unexpected key 'base_model.model.model.layers.1.mlp.down_proj.lora_A.weight'"),
             std::string::npos) << msg;
 
   // Shape mismatch (a model of another rank).
   std::vector<LoraLayerWeights> rank4 = {{layers[0].module_path, at::zeros({4, 13}), at::zeros({13, 4})},
                                          {layers[1].module_path, at::zeros({4, 29}), at::zeros({13, 4})}};
-  msg = expect_input_error([&] { qlora::train::copy_adapter_into(adapter, rank4, dir); });
+  msg = expect_input_error([&] { qlora::copy_adapter_into(adapter, rank4, dir); });
   EXPECT_NE(msg.find("q_proj.lora_A.weight' has shape"), std::string::npos) << msg;
 
   // A file with a stray key, and one with a lora_A but no lora_B.
   const auto weights = qlora::fs::join(dir, "adapter_model.safetensors");
   qlora::save_tensors(weights, {{"base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight", layers[0].lora_A},
                                 {"base_model.model.model.embed_tokens.weight", at::zeros({4, 4})}});
-  msg = expect_input_error([&] { qlora::train::load_adapter(dir); });
+  msg = expect_input_error([&] { qlora::load_adapter(dir); });
   EXPECT_NE(msg.find("unexpected key 'base_model.model.model.embed_tokens.weight'"), std::string::npos) << msg;
   qlora::save_tensors(weights, {{"base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight", layers[0].lora_A}});
-  msg = expect_input_error([&] { qlora::train::load_adapter(dir); });
+  msg = expect_input_error([&] { qlora::load_adapter(dir); });
   EXPECT_NE(msg.find("missing key 'base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight'"),
             std::string::npos) << msg;
 
   // r in the config disagrees with the tensors.
-  qlora::train::save_adapter(dir, make_config(), layers);
+  qlora::save_adapter(dir, make_config(), layers);
   auto cfg = nlohmann::json::parse(qlora::fs::read_text(qlora::fs::join(dir, "adapter_config.json")));
   cfg["r"] = 8;
   qlora::fs::write_text_atomic(qlora::fs::join(dir, "adapter_config.json"), cfg.dump());
-  msg = expect_input_error([&] { qlora::train::load_adapter(dir); });
+  msg = expect_input_error([&] { qlora::load_adapter(dir); });
   EXPECT_NE(msg.find("expected (r=8"), std::string::npos) << msg;
 
   // Unsupported peft features are refused by name.
   cfg["r"] = 3;
   cfg["use_dora"] = true;
   qlora::fs::write_text_atomic(qlora::fs::join(dir, "adapter_config.json"), cfg.dump());
-  msg = expect_input_error([&] { qlora::train::load_adapter(dir); });
+  msg = expect_input_error([&] { qlora::load_adapter(dir); });
   EXPECT_NE(msg.find("'use_dora'"), std::string::npos) << msg;
 
   // The legacy pickle format.
   qlora::fs::remove_all(weights);
   qlora::fs::write_text_atomic(qlora::fs::join(dir, "adapter_model.bin"), "pickle");
-  msg = expect_input_error([&] { qlora::train::load_adapter(dir); });
+  msg = expect_input_error([&] { qlora::load_adapter(dir); });
   EXPECT_NE(msg.find("adapter_model.bin"), std::string::npos) << msg;
   qlora::fs::remove_all(dir);
 }

@@ -8,6 +8,7 @@
 #include <map>
 #include <string>
 
+#include "../base/input_error_capture.h"
 #include "qlora/common/error.h"
 #include "qlora/dist/process_group.h"
 #include "qlora/dist/sharded_weight.h"
@@ -31,17 +32,6 @@ class LaunchVariables {
       ::unsetenv(k);
   }
 };
-
-std::string input_error(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    EXPECT_EQ(e.kind(), ErrorKind::Input) << e.what();
-    return e.what();
-  }
-  ADD_FAILURE() << "no Input error";
-  return "";
-}
 
 TEST(LaunchEnv, SingleProcessWithoutVariables) {
   LaunchVariables none(std::map<std::string, std::string>{});

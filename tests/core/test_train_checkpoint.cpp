@@ -14,7 +14,7 @@
 #include "qlora/common/fs.h"
 #include "qlora/optim/lr_schedule.h"
 #include "qlora/tensor/safetensors_torch.h"
-#include "qlora/train/adapter.h"
+#include "qlora/model/adapter.h"
 #include "qlora/train/checkpoint.h"
 #include "qlora/train/metrics.h"
 #include "qlora/train/run_guard.h"
@@ -23,6 +23,8 @@ namespace {
 
 namespace fs = qlora::fs;
 using namespace qlora::train;
+using qlora::AdapterConfig;
+using qlora::save_adapter;
 
 std::string temp_dir(const std::string& tag) {
   auto dir = fs::join(::testing::TempDir(), "qlora_ckpt_" + tag + "_" + std::to_string(::getpid()));

@@ -6,7 +6,7 @@
 
 #include "qlora/common/fs.h"
 #include "qlora/config/train_config.h"
-#include "qlora/train/adapter.h"
+#include "qlora/model/adapter.h"
 #include "qlora/train/checkpoint.h"
 #include "qlora/train/metrics.h"
 #include "qlora/train/trainer.h"
@@ -37,7 +37,7 @@ TEST(TrainDemo, EvalLossGoesDownAndOutputsAreComplete) {
   EXPECT_LT(last, first - 0.1);
 
   EXPECT_EQ(results["global_step"], 24);
-  EXPECT_NO_THROW(qlora::train::load_adapter(out));  // the final adapter, PEFT format
+  EXPECT_NO_THROW(qlora::load_adapter(out));  // the final adapter, PEFT format
   EXPECT_TRUE(fs::exists(fs::join(out, "loss_curve.svg")));
   EXPECT_EQ(qlora::train::latest_checkpoint(out), fs::join(out, "checkpoint-24"));
   const auto records = qlora::train::read_metrics(fs::join(out, "metrics.jsonl"));

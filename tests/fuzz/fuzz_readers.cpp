@@ -77,7 +77,7 @@ void run_reader(const uint8_t* data, size_t size) {
       const auto names = qlora::data::dataset_format_names();
       const size_t pick = (selector / kNumReaders) % (names.size() + 1);
       qlora::data::DatasetLoadOptions options;
-      options.format = pick == 0 ? "" : names[pick - 1];
+      options.format = qlora::data::parse_dataset_format(pick == 0 ? "" : names[pick - 1]);
       options.unnatural_reformulations = (selector & 0x80) != 0;
       qlora::data::load_dataset(write_input("d.jsonl", body, n), options);
       break;

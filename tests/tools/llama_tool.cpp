@@ -51,7 +51,7 @@ qlora::ModelOptions model_options(const std::map<std::string, std::string>& flag
   o.compute_dtype = dtype == "float32" ? at::kFloat : at::kBFloat16;
   if (flags.count("quantize")) {
     o.quantize = true;
-    o.quant.type = qlora::parse_quant_type(flags.at("quantize"), "llama_tool --quantize");
+    o.quant.type = qlora::parse_quant_type4(flags.at("quantize"), "llama_tool --quantize");
     o.quant.double_quant = flags.count("double-quant") != 0;
     if (flags.count("blocksize")) o.quant.blocksize = std::stoll(flags.at("blocksize"));
   }

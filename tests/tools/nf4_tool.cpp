@@ -69,7 +69,7 @@ int main(int argc, char** argv) {
       QLORA_INPUT_CHECK(i + 1 < argc, flag, " needs a value\n", kUsage);
       const std::string value = argv[i + 1];
       if (flag == "--type") {
-        cfg.type = qlora::parse_quant_type(value, "--type");
+        cfg.type = qlora::parse_quant_type4(value, "--type");
       } else if (flag == "--blocksize") {
         char* end = nullptr;
         cfg.blocksize = std::strtoll(value.c_str(), &end, 10);

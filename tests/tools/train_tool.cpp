@@ -32,7 +32,7 @@
 #include "qlora/optim/lr_schedule.h"
 #include "qlora/optim/paged_adamw.h"
 #include "qlora/tensor/safetensors_torch.h"
-#include "qlora/train/adapter.h"
+#include "qlora/model/adapter.h"
 #include "qlora/train/train_step.h"
 
 namespace {
@@ -134,7 +134,7 @@ int run_schedule(const Flags& flags) {
   return 0;
 }
 
-qlora::ModelOptions options_for(const qlora::train::AdapterConfig& a, const Flags& flags) {
+qlora::ModelOptions options_for(const qlora::AdapterConfig& a, const Flags& flags) {
   qlora::ModelOptions o;
   o.compute_dtype = at::kFloat;
   o.lora.r = a.r;
@@ -144,15 +144,15 @@ qlora::ModelOptions options_for(const qlora::train::AdapterConfig& a, const Flag
   o.lora_targets = a.target_modules;
   if (flags.count("quantize")) {
     o.quantize = true;
-    o.quant.type = qlora::parse_quant_type(flags.at("quantize"), "train_tool --quantize");
+    o.quant.type = qlora::parse_quant_type4(flags.at("quantize"), "train_tool --quantize");
   }
   return o;
 }
 
 qlora::LlamaForCausalLM load_with_adapter(const Flags& flags, const std::string& adapter_dir) {
-  const auto adapter = qlora::train::load_adapter(adapter_dir);
+  const auto adapter = qlora::load_adapter(adapter_dir);
   auto model = qlora::load_llama(need(flags, "model"), options_for(adapter.config, flags));
-  qlora::train::copy_adapter_into(adapter, qlora::train::lora_layer_weights(*model), adapter_dir);
+  qlora::copy_adapter_into(adapter, qlora::lora_layer_weights(*model), adapter_dir);
   return model;
 }
 
@@ -169,19 +169,19 @@ int run_adapter_logits(const Flags& flags) {
 }
 
 int run_make_adapter(const Flags& flags) {
-  qlora::train::AdapterConfig a;
+  qlora::AdapterConfig a;
   a.r = std::stoll(need(flags, "r"));
   a.lora_alpha = std::stod(need(flags, "alpha"));
   a.target_modules = split(need(flags, "targets"), ',');
   a.base_model_name_or_path = need(flags, "model");
   auto model = qlora::load_llama(need(flags, "model"), options_for(a, flags));
   auto gen = at::make_generator<at::CPUGeneratorImpl>(std::stoull(need(flags, "seed")));
-  const auto layers = qlora::train::lora_layer_weights(*model);
+  const auto layers = qlora::lora_layer_weights(*model);
   {
     at::NoGradGuard no_grad;
     for (const auto& l : layers) l.lora_B.copy_(at::randn(l.lora_B.sizes(), gen) * 0.05);
   }
-  qlora::train::save_adapter(need(flags, "out"), a, layers);
+  qlora::save_adapter(need(flags, "out"), a, layers);
   return 0;
 }
 

@@ -22,48 +22,26 @@
 
 #include <nlohmann/json.hpp>
 
+// The components' own enums (each with its one table of names): the config names them, they do not know it.
+#include "qlora/data/dataset.h"                 // data::DatasetFormat
+#include "qlora/model/llama_config.h"           // llama_projection_names
+#include "qlora/optim/lr_schedule.h"            // LrScheduler
+#include "qlora/quant/quant_type.h"             // QuantType
+#include "qlora/train/loss_normalization.h"     // LossNormalization
+
 namespace qlora {
 
 // ---- enumerated keys (the strings are what config files and --set use) ----
 
-// Weight format of the frozen base linears. bits=16 trains plain LoRA on bf16/fp32 weights (Table 4 "BFloat16").
-enum class QuantType { NF4, FP4, None };  // "nf4" | "fp4" | "none"
 enum class Optim {
   PagedAdamW32bit,  // "paged_adamw_32bit": reference default; on CPU the same math without paging
   PagedAdamW8bit,   // "paged_adamw_8bit": blockwise 8-bit state (bitsandbytes)
   AdamWTorch,       // "adamw_torch": plain fp32 AdamW
   AdamW8bit,        // "adamw_8bit": 8-bit state, not paged (HF name, = adamw_bnb_8bit)
 };
-enum class LrScheduler { Constant, Linear, Cosine, ConstantWithWarmup };  // HF get_scheduler names
-// How the loss of one optimizer step weighs its tokens.
-enum class LossNormalization {
-  // "microbatch_mean" (the reference, HF Trainer 4.31): each micro-batch's loss is the mean over its label
-  // tokens, and the step averages the gradient_accumulation_steps micro-batch losses. With
-  // per_device_train_batch_size 1 (every preset) each *sequence* weighs the same, however long it is.
-  MicrobatchMean,
-  // "token_mean": the sum over all label tokens of the step's micro-batches divided by their total count,
-  // so each *token* weighs the same (transformers PR #34191, torchtune PR #1875; anchors.md section 3 #10).
-  TokenMean,
-};
 enum class Device { Auto, Cpu, Cuda };         // "auto" = cuda when a device is present, else cpu
 enum class IntervalStrategy { No, Steps };     // evaluation_strategy / save_strategy: "no" | "steps"
 enum class MmluSplit { Eval, Test };           // "eval" = MMLU val (1,531 questions), "test" (14,042)
-// How dataset rows map to (input, output) (qlora.py make_data_module; reference-spec section 4.2).
-enum class DatasetFormat {
-  Auto,          // "auto": the reference's None; a local file is used as input-output
-  Alpaca,        // "alpaca": instruction/input/output through the Alpaca prompt template
-  AlpacaClean,   // "alpaca-clean": same mapping (yahma/alpaca-cleaned)
-  Chip2,         // "chip2": text split on "\n<bot>: "
-  SelfInstruct,  // "self-instruct": prompt -> input, completion -> output
-  HhRlhf,        // "hh-rlhf": input "", output = chosen dialogue
-  Oasst1,        // "oasst1": input "", output = text (guanaco rows, or raw OASST1 message trees)
-  InputOutput,   // "input-output": the file already has input/output columns
-  UnnaturalInstructions,  // "unnatural-instructions": instances[].instruction_with_input / output
-  FlanV2,        // "flan-v2": inputs/targets
-  Longform,      // "longform": input/output of akoksal/LongForm
-  Vicuna,        // "vicuna": ShareGPT/Vicuna conversations rendered as guanaco text
-};
-// The names above are exactly data::dataset_format_names() plus "auto" (tests/base/test_config.cpp pins it).
 enum class ReportTo { Jsonl, None };           // "jsonl" = output_dir/metrics.jsonl, one object per event
 // Data-parallel collectives (HF ddp_backend): "auto" = nccl on CUDA devices, gloo on the CPU.
 enum class DdpBackend { Auto, Gloo, Nccl };
@@ -71,20 +49,14 @@ enum class DdpBackend { Auto, Gloo, Nccl };
 // base; "full_shard" = each rank keeps 1/N of every 4-bit projection, gathered per layer (FSDP-QLoRA).
 enum class Fsdp { None, FullShard };
 
-std::string to_string(QuantType v);
 std::string to_string(Optim v);
-std::string to_string(LrScheduler v);
-std::string to_string(LossNormalization v);
 std::string to_string(Device v);
 std::string to_string(IntervalStrategy v);
 std::string to_string(MmluSplit v);
-std::string to_string(DatasetFormat v);
 std::string to_string(ReportTo v);
 std::string to_string(DdpBackend v);
 std::string to_string(Fsdp v);
 
-// The 7 linear layers of a LLaMA decoder block: find_all_linear_names() in qlora.py (spec section 1).
-const std::vector<std::string>& llama_linear_modules();
 
 // ---- the configuration ----
 
@@ -95,7 +67,7 @@ struct TrainConfig {
 
   // -- data --
   std::string dataset;                            // local dataset file, e.g. "data/alpaca/alpaca_data.json"
-  DatasetFormat dataset_format = DatasetFormat::Auto;  // row mapping, e.g. "alpaca"
+  data::DatasetFormat dataset_format = data::DatasetFormat::Auto;  // row mapping (data/dataset.h), e.g. "alpaca"
   int64_t source_max_len = 1024;                  // max source tokens (BOS + input, head kept), e.g. 384
   int64_t target_max_len = 256;                   // max target tokens (output + EOS, head kept), e.g. 128
   bool train_on_source = false;                   // also train on the source tokens, e.g. false
@@ -109,7 +81,7 @@ struct TrainConfig {
   int64_t lora_r = 64;                            // LoRA rank, e.g. 64
   double lora_alpha = 16;                         // LoRA alpha; scale = alpha / r, e.g. 16
   double lora_dropout = 0.0;                      // dropout on the LoRA branch input, in [0, 1), e.g. 0.1
-  std::vector<std::string> lora_modules = llama_linear_modules();  // adapted linears, e.g. ["q_proj", "v_proj"]
+  std::vector<std::string> lora_modules = llama_projection_names();  // adapted linears, e.g. ["q_proj", "v_proj"]
   bool use_rslora = false;                        // rank-stabilized scale alpha / sqrt(r), e.g. false
   int64_t bits = 4;                               // base weight bits: 4 (quantized) or 16, e.g. 4
   QuantType quant_type = QuantType::NF4;          // 4-bit code, e.g. "nf4"; "none" with bits 16
@@ -180,10 +152,8 @@ struct TrainConfig {
   std::map<std::string, std::string> origin;     // key -> "file:line" or "--set"; absent = default
 
   // ---- derived values (one definition for every caller) ----
-  double lora_scale() const;                 // alpha / r, or alpha / sqrt(r) with use_rslora
   int64_t effective_batch_size() const;      // per_device_train_batch_size * gradient_accumulation_steps
   int64_t effective_eval_steps() const;      // eval_steps, or logging_steps when 0 (HF rule)
-  int64_t effective_data_seed() const;       // data_seed, or seed when -1
   // warmup_steps if > 0, else ceil(warmup_ratio * total_steps); always 0 for "constant", which takes no
   // warmup in HF get_scheduler (so the reference's warmup_ratio 0.03 is inert; spec section 2.1).
   int64_t effective_warmup_steps(int64_t total_steps) const;

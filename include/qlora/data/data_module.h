@@ -26,7 +26,7 @@ namespace qlora::data {
 
 struct DataOptions {
   std::string dataset;              // a local .json / .jsonl / .jsonl.gz file
-  std::string dataset_format;       // see dataset.h; "" infers it from the records
+  DatasetFormat dataset_format = DatasetFormat::Auto;  // see dataset.h; Auto infers it from the records
   std::string eval_dataset;         // optional eval file (same format); else the split below
   int64_t source_max_len = 1024;    // tokens, BOS included
   int64_t target_max_len = 256;     // tokens, EOS included

@@ -9,9 +9,12 @@
 #include <string>
 #include <vector>
 
+#include "qlora/common/enum_names.h"
+
 namespace qlora::data {
 
 enum class DatasetFormat {
+  Auto,          // infer the format from the first record's keys (the reference's default for a local file)
   Alpaca,        // instruction/input/output -> the ALPACA_PROMPT_DICT template (with or without input); output
   AlpacaClean,   // same as alpaca (yahma/alpaca-cleaned has the same columns)
   SelfInstruct,  // prompt/completion -> verbatim (completion keeps its "<|endoftext|>")
@@ -29,11 +32,25 @@ enum class DatasetFormat {
   InputOutput,   // {"input", "output"} used as they are (the reference's default for a local file)
 };
 
-// "alpaca", "alpaca-clean", "self-instruct", "unnatural-instructions", "flan-v2", "longform", "chip2",
-// "hh-rlhf", "oasst1", "vicuna" (alias "sharegpt"), "input-output". Input error listing them otherwise.
+// The names that config files, --set and --dataset-format use; "auto" infers the format.
+inline constexpr EnumName<DatasetFormat> kDatasetFormatNames[] = {
+    {DatasetFormat::Auto, "auto"},
+    {DatasetFormat::Alpaca, "alpaca"},
+    {DatasetFormat::AlpacaClean, "alpaca-clean"},
+    {DatasetFormat::SelfInstruct, "self-instruct"},
+    {DatasetFormat::UnnaturalInstructions, "unnatural-instructions"},
+    {DatasetFormat::FlanV2, "flan-v2"},
+    {DatasetFormat::Longform, "longform"},
+    {DatasetFormat::Chip2, "chip2"},
+    {DatasetFormat::HhRlhf, "hh-rlhf"},
+    {DatasetFormat::Oasst1, "oasst1"},
+    {DatasetFormat::Vicuna, "vicuna"},
+    {DatasetFormat::InputOutput, "input-output"},
+};
+// A name above, "sharegpt" (= vicuna) or "" (= auto). Input error listing the names otherwise.
 DatasetFormat parse_dataset_format(const std::string& name);
 std::string dataset_format_name(DatasetFormat format);
-std::vector<std::string> dataset_format_names();
+std::vector<std::string> dataset_format_names();  // the formats themselves (every name above but "auto")
 
 struct Sample {
   std::string source;  // the reference's `input` column (for alpaca: the filled-in prompt template)
@@ -42,7 +59,7 @@ struct Sample {
 };
 
 struct DatasetLoadOptions {
-  std::string format;                     // a name above, or "" to infer it from the records' keys
+  DatasetFormat format = DatasetFormat::Auto;  // Auto: inferred from the first record's keys
   bool unnatural_reformulations = false;  // also take instances from `reformulations` (reference default off)
 };
 

@@ -7,6 +7,7 @@
 
 #include "qlora/data/tokenizer.h"
 #include "qlora/model/llama.h"
+#include "qlora/quant/quant_type.h"
 
 namespace qlora::eval {
 
@@ -15,7 +16,7 @@ struct InferenceOptions {
   std::string adapter_dir;      // PEFT adapter (adapter_config.json + adapter_model.safetensors); "" = none
   std::string device = "auto";  // "cpu" | "cuda" | "cuda:N" | "auto" (cuda when available, else cpu)
   std::string dtype = "auto";   // compute dtype "fp32" | "bf16" | "fp16" | "auto" (bf16 on cuda, fp32 on cpu)
-  std::string quant_type = "none";  // "nf4" | "fp4" | "none": 4-bit projections (QLoRA: nf4)
+  QuantType quant_type = QuantType::None;  // NF4 | FP4: 4-bit projections (QLoRA: NF4); None: as stored
   bool double_quant = false;        // quantize the absmax constants too (QLoRA: on)
   int64_t blocksize = 64;           // values per absmax block (bitsandbytes' default 64)
 };
@@ -27,25 +28,10 @@ struct InferenceModel {
   std::string description;  // one line: path, device, dtype, quantization, adapter
 };
 
-// Resolves "auto" and checks that a CUDA device exists when one is asked for.
-at::Device resolve_device(const std::string& name);
-at::ScalarType resolve_dtype(const std::string& name, const at::Device& device);
-
 // Input error unless DIR holds config.json and tokenizer.model (what load_inference_model checks first).
 void check_model_dir(const std::string& dir);
 
 InferenceModel load_inference_model(const InferenceOptions& options);
 
-// How qlora-train loaded the base an adapter was trained on: ADAPTER_DIR/training_config.json, which the
-// trainer writes next to its final adapter and into every checkpoint. `found` is false without that file.
-struct TrainedBase {
-  bool found = false;
-  std::string path;              // the training_config.json read
-  std::string model_dir;         // model_name_or_path as the run saw it (relative to the run's directory)
-  std::string quant_type = "none";  // "nf4" | "fp4" with bits 4, else "none"
-  bool double_quant = false;
-  int64_t blocksize = 64;
-};
-TrainedBase read_trained_base(const std::string& adapter_dir);  // Input error naming the file when malformed
 
 }  // namespace qlora::eval

@@ -182,8 +182,7 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
 };
 TORCH_MODULE(LlamaForCausalLM);
 
-// The seven projection names, the default LoRA targets (all linear layers, as the QLoRA paper).
-const std::vector<std::string>& llama_projection_names();
+// llama_projection_names(): model/llama_config.h.
 
 // ---- loss and generation -----------------------------------------------------------------------------
 

@@ -13,6 +13,14 @@
 
 namespace qlora {
 
+// The seven projections of a decoder block, the default LoRA targets (all linear layers, as the QLoRA paper:
+// qlora.py find_all_linear_names). Torch-free and inline so that the run config's lora_modules names them too.
+inline const std::vector<std::string>& llama_projection_names() {
+  static const std::vector<std::string> names = {"q_proj", "k_proj", "v_proj", "o_proj",
+                                                 "gate_proj", "up_proj", "down_proj"};
+  return names;
+}
+
 // RoPE frequency scaling (config.json "rope_scaling"; transformers modeling_rope_utils.py).
 struct RopeScaling {
   enum class Type { Default, Linear, Dynamic, Llama3 };

@@ -24,8 +24,7 @@ struct SaveOptions {
 // 4-bit must all share one quant type and double-quant setting (one quantization_config).
 void save_llama(const LlamaForCausalLMImpl& model, const std::string& out_dir, const SaveOptions& options);
 
-// "float32" / "float16" / "bfloat16" <-> dtype (config.json torch_dtype); Input error naming `where` otherwise.
-at::ScalarType dtype_from_name(const std::string& name, const std::string& where);
+// dtype -> "float32" / "float16" / "bfloat16" (config.json torch_dtype; the reverse: tensor/device.h).
 std::string dtype_name(at::ScalarType dtype);
 
 }  // namespace qlora

@@ -10,7 +10,19 @@
 #include <cstdint>
 #include <string>
 
-#include "qlora/config/train_config.h"
+#include "qlora/common/enum_names.h"
+
+namespace qlora {
+
+// HF get_scheduler names (the run config's lr_scheduler_type).
+enum class LrScheduler { Constant, Linear, Cosine, ConstantWithWarmup };
+inline constexpr EnumName<LrScheduler> kLrSchedulerNames[] = {{LrScheduler::Constant, "constant"},
+                                                              {LrScheduler::Linear, "linear"},
+                                                              {LrScheduler::Cosine, "cosine"},
+                                                              {LrScheduler::ConstantWithWarmup, "constant_with_warmup"}};
+inline std::string to_string(LrScheduler v) { return enum_name(kLrSchedulerNames, v); }
+
+}  // namespace qlora
 
 namespace qlora::optim {
 
@@ -21,7 +33,6 @@ struct LrSchedule {
   int64_t total_steps = 0;     // T (max_steps)
   double num_cycles = 0.5;     // cosine: HF default, half a cosine wave from 1 to 0
 
-  static LrSchedule from_config(const TrainConfig& cfg, int64_t total_steps);
   double factor(int64_t step) const;                      // the LambdaLR multiplier at `step`
   double lr(int64_t step) const { return base_lr * factor(step); }
   std::string to_json() const;                            // for checkpoints: {"kind", "base_lr", ...}

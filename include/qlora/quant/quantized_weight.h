@@ -26,7 +26,7 @@
 #include <vector>
 
 #include "kernels/ref/nf4_ref.h"         // QuantType4, the kernels' form of the code
-#include "qlora/config/train_config.h"  // QuantType { NF4, FP4, None }: one enum for config and quantization
+#include "qlora/quant/quant_type.h"    // QuantType { NF4, FP4, None } and its names
 
 namespace qlora {
 
@@ -84,8 +84,6 @@ std::string quant_state_json(const QuantizedWeight& w);
 // Python's repr() of a double (the shortest string that reads back to the same double), as json.dumps
 // writes floats: 0.032270815968513489 -> "0.03227081596851349", 1e-05 -> "1e-05", 2.0 -> "2.0".
 std::string python_float_repr(double v);
-// "nf4" / "fp4" -> QuantType; Input error naming `where` otherwise.
-QuantType parse_quant_type(const std::string& name, const std::string& where);
 // NF4 / FP4 -> the kernels' enum; Input error naming `where` for None.
 QuantType4 quant_type4_of(QuantType type, const std::string& where);
 

@@ -17,11 +17,11 @@
 #include <string>
 #include <vector>
 
-#include "qlora/config/train_config.h"
 #include "qlora/data/collate.h"
+#include "qlora/model/adapter.h"
 #include "qlora/model/llama.h"
 #include "qlora/optim/paged_adamw.h"
-#include "qlora/train/adapter.h"
+#include "qlora/train/loss_normalization.h"
 
 namespace qlora::train {
 
@@ -75,9 +75,5 @@ EvalLoss evaluate_loss(LlamaForCausalLMImpl& model, const std::vector<data::Batc
 
 // "model.layers.0.self_attn.q_proj.lora_A" / ".lora_B" for every adapted projection, in model order.
 optim::NamedParameters named_lora_parameters(const LlamaForCausalLMImpl& model);
-// The adapted projections' A/B tensors (the model's own tensors, not copies) keyed by HF module path.
-std::vector<LoraLayerWeights> lora_layer_weights(const LlamaForCausalLMImpl& model);
-// The PEFT config of the run's adapter.
-AdapterConfig adapter_config_of(const TrainConfig& cfg);
 
 }  // namespace qlora::train

@@ -16,16 +16,11 @@
 // (a second signal kills the process at once).
 #pragma once
 #include "qlora/config/train_config.h"
-#include "qlora/data/data_module.h"
 
 namespace qlora::train {
 
 // Returns the process exit code: 0 when max_steps were reached, 130 / 143 after SIGINT / SIGTERM (with a
 // checkpoint saved). Throws qlora::Error for bad input (Input) and broken invariants (Internal).
 int run_training(const TrainConfig& cfg, bool resume);
-
-// The data keys of a run config as the data module's options (what the trainer, and `qlora-data show
-// --config`, read the dataset with).
-data::DataOptions data_options_of(const TrainConfig& cfg);
 
 }  // namespace qlora::train

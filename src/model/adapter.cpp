@@ -1,6 +1,6 @@
 // PEFT-format LoRA adapters: save, load, validate, copy into a model. See adapter.h.
 #include "qlora/common/util.h"
-#include "qlora/train/adapter.h"
+#include "qlora/model/adapter.h"
 
 #include <cmath>
 #include <map>
@@ -14,7 +14,7 @@
 #include "qlora/common/log.h"
 #include "qlora/tensor/safetensors_torch.h"
 
-namespace qlora::train {
+namespace qlora {
 
 using nlohmann::json;
 
@@ -32,8 +32,13 @@ json number_like_python(double x) {
 
 }  // namespace
 
-double AdapterConfig::scaling() const {
-  return use_rslora ? lora_alpha / std::sqrt(static_cast<double>(r)) : lora_alpha / static_cast<double>(r);
+LoraOptions AdapterConfig::lora_options() const {
+  LoraOptions o;
+  o.r = r;
+  o.alpha = lora_alpha;
+  o.dropout = lora_dropout;
+  o.use_rslora = use_rslora;
+  return o;
 }
 
 bool AdapterConfig::targets(const std::string& module_path) const {
@@ -225,4 +230,42 @@ void copy_adapter_into(const Adapter& adapter, const std::vector<LoraLayerWeight
   }
 }
 
-}  // namespace qlora::train
+std::vector<LoraLayerWeights> lora_layer_weights(const LlamaForCausalLMImpl& model) {
+  std::vector<LoraLayerWeights> out;
+  for (const auto& [path, layer] : model.named_lora_layers())
+    if (layer->has_adapter()) out.push_back({path, layer->lora_A(), layer->lora_B()});
+  return out;
+}
+
+std::vector<std::string> adapter_projections(const Adapter& adapter, const std::string& dir_for_errors) {
+  std::set<std::string> present;  // the last part of every adapted module path
+  for (const auto& layer : adapter.layers) present.insert(layer.module_path.substr(layer.module_path.rfind('.') + 1));
+  std::vector<std::string> out;
+  for (const auto& name : llama_projection_names())
+    if (present.count(name) != 0) out.push_back(name);
+  QLORA_INPUT_CHECK(!out.empty(), fs::join(dir_for_errors, kAdapterConfigFile),
+                    ": the adapter adapts none of the LLaMA projections (q_proj ... down_proj)");
+  return out;
+}
+
+TrainedBase read_trained_base(const std::string& adapter_dir) {
+  TrainedBase t;
+  t.path = fs::join(adapter_dir, "training_config.json");
+  if (adapter_dir.empty() || !fs::exists(t.path)) return t;
+  try {
+    const json j = json::parse(fs::read_text(t.path));
+    t.found = true;
+    t.model_dir = j.value("model_name_or_path", std::string());
+    if (j.value("bits", int64_t{16}) == 4) {
+      t.quant_type = parse_quant_type4(j.value("quant_type", std::string("nf4")), t.path + ": quant_type");
+      t.double_quant = j.value("double_quant", true);  // the config default (QLoRA's DQ)
+      t.blocksize = j.value("blocksize", int64_t{64});
+      check_blocksize(t.blocksize, t.path);
+    }
+  } catch (const json::exception& e) {
+    QLORA_INPUT_ERROR(t.path, ": ", e.what());
+  }
+  return t;
+}
+
+}  // namespace qlora

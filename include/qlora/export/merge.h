@@ -13,7 +13,7 @@
 
 #include "qlora/quant/quantized_weight.h"
 
-namespace qlora::train {
+namespace qlora {
 
 enum class MergeBase {
   FromTrainingConfig,  // ADAPTER_DIR/training_config.json decides (bits 4: quantize as configured there);
@@ -33,4 +33,4 @@ struct MergeOptions {
 void merge_adapter(const std::string& model_dir, const std::string& adapter_dir, const std::string& out_dir,
                    const MergeOptions& options = {});
 
-}  // namespace qlora::train
+}  // namespace qlora

@@ -1,5 +1,7 @@
 // LoRA adapters in PEFT's on-disk format (nf4-spec 6.4), so that PeftModel.from_pretrained loads what we
-// write and we load what peft writes:
+// write and we load what peft writes. Below both training (which writes them) and inference, export and
+// merge (which read them): the only place that knows the format, the LoRA tensor list of a model, and how a
+// trained adapter's base was loaded.
 //   DIR/adapter_config.json        json.dumps(indent=2, sort_keys=True) of the long-standing LoraConfig keys
 //                                  (no trailing newline, ASCII-escaped, as peft writes it)
 //   DIR/adapter_model.safetensors  F32 tensors, metadata {"format": "pt"}, keys
@@ -14,7 +16,11 @@
 #include <string>
 #include <vector>
 
-namespace qlora::train {
+#include "qlora/model/llama.h"
+#include "qlora/nn/lora_linear.h"
+#include "qlora/quant/quant_type.h"
+
+namespace qlora {
 
 struct AdapterConfig {
   int64_t r = 64;                           // LoRA rank (qlora.py lora_r)
@@ -26,7 +32,8 @@ struct AdapterConfig {
   std::string base_model_name_or_path;      // informational (peft records it)
   std::string task_type = "CAUSAL_LM";
 
-  double scaling() const;                   // lora_alpha / r, or lora_alpha / sqrt(r) with use_rslora
+  // The layers' LoRA options (rank, alpha, dropout, rsLoRA); their scaling() is the one scale rule.
+  LoraOptions lora_options() const;
   // Whether the HF module path (model.layers.0.self_attn.q_proj) is a LoRA target under peft's rule:
   // equal to a target, or ending in "." + target; with a regex, a full match.
   bool targets(const std::string& module_path) const;
@@ -63,4 +70,24 @@ Adapter load_adapter(const std::string& dir);
 void copy_adapter_into(const Adapter& adapter, const std::vector<LoraLayerWeights>& model_layers,
                        const std::string& dir_for_errors);
 
-}  // namespace qlora::train
+// The adapted projections' A/B tensors (the model's own tensors, not copies) keyed by HF module path, in
+// model order: what save_adapter writes and copy_adapter_into fills.
+std::vector<LoraLayerWeights> lora_layer_weights(const LlamaForCausalLMImpl& model);
+
+// The projection names (q_proj, ...) that carry the adapter's layers: ModelOptions::lora_targets for a model
+// that is to receive it. Input error naming DIR/adapter_config.json when none is a LLaMA projection.
+std::vector<std::string> adapter_projections(const Adapter& adapter, const std::string& dir_for_errors);
+
+// How qlora-train loaded the base an adapter was trained on: ADAPTER_DIR/training_config.json, which the
+// trainer writes next to its final adapter and into every checkpoint. `found` is false without that file.
+struct TrainedBase {
+  bool found = false;
+  std::string path;                      // the training_config.json read
+  std::string model_dir;                 // model_name_or_path as the run saw it (relative to the run's directory)
+  QuantType quant_type = QuantType::None;  // NF4 / FP4 with bits 4, else None
+  bool double_quant = false;
+  int64_t blocksize = 64;
+};
+TrainedBase read_trained_base(const std::string& adapter_dir);  // Input error naming the file when malformed
+
+}  // namespace qlora
