@@ -1,5 +1,5 @@
 // Generation: the sampling filters against transformers' logits warpers, greedy generation of the bundled
-// stories260K against llama2.c's sample (testdata/stories260K/SOURCE.md), seeded sampling, batching with
+// stories260K against llama2.c's sample (tests/data/stories260K/SOURCE.md), seeded sampling, batching with
 // left padding, stop strings and the Guanaco chat template (qlora-reference.md 7).
 #include <gtest/gtest.h>
 
