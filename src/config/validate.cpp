@@ -108,7 +108,7 @@ void validate(const TrainConfig& c) {
   }
   {
     bool pow2 = c.blocksize >= 32 && c.blocksize <= 4096 && (c.blocksize & (c.blocksize - 1)) == 0;
-    // bitsandbytes 4-bit blocksizes (nf4-spec.md section 1.5): 32 (since 0.49.2), 64, ..., 4096.
+    // bitsandbytes 4-bit blocksizes (docs/nf4-spec.md section 1.5): 32 (since 0.49.2), 64, ..., 4096.
     p.require(pow2, "blocksize", "must be a power of two from 32 to 4096 (bitsandbytes 4-bit blocksizes)");
   }
 

@@ -296,7 +296,7 @@ class Trainer {
     }
     if (cfg_.do_mmlu_eval) {
       // As the reference's MMLU callback: the benchmark is read and tokenized once, then scored after
-      // every evaluation (qlora-reference.md section 6).
+      // every evaluation (docs/qlora-reference.md section 6).
       eval::MmluOptions mmlu;
       mmlu.data = cfg_.mmlu_dataset;
       mmlu.split = cfg_.mmlu_split == MmluSplit::Test ? mmlu::Split::Test : mmlu::Split::Val;

@@ -1,5 +1,5 @@
 // Shipped configs: every file under configs/ loads and validates, and the paper presets carry the values
-// of Table 9 (Dettmers et al. 2023, App. B.2), transcribed here from qlora-reference.md section 2.3.
+// of Table 9 (Dettmers et al. 2023, App. B.2), transcribed here from docs/qlora-reference.md section 2.3.
 #include <gtest/gtest.h>
 
 #include <filesystem>

@@ -3,7 +3,7 @@
 //
 // Keys are named as the reference trainer's arguments (artidoro/qlora qlora.py ModelArguments,
 // DataArguments, TrainingArguments, GenerationArguments, and the HF TrainingArguments they extend), and
-// the defaults are the reference *code* defaults (qlora-reference.md section 2.1), except where a comment
+// the defaults are the reference *code* defaults (docs/qlora-reference.md section 2.1), except where a comment
 // says otherwise. The paper's per-model presets live in configs/ (Table 9 of arXiv 2305.14314).
 //
 //   TrainConfig cfg = load_config("configs/7b_alpaca.json");   // defaults <- base chain <- file
@@ -42,7 +42,7 @@ enum class LossNormalization {
   // per_device_train_batch_size 1 (every preset) each *sequence* weighs the same, however long it is.
   MicrobatchMean,
   // "token_mean": the sum over all label tokens of the step's micro-batches divided by their total count,
-  // so each *token* weighs the same (transformers PR #34191, torchtune PR #1875; anchors.md section 3 #10).
+  // so each *token* weighs the same (transformers PR #34191, torchtune PR #1875).
   TokenMean,
 };
 enum class Device { Auto, Cpu, Cuda };         // "auto" = cuda when a device is present, else cpu
