@@ -4,9 +4,9 @@
 #      notes in docs/, which cite upstream repositories, nor the third-party samples in tests/data/) is a file of
 #      the repository: a path from the root or from the citing file's folder, or for a bare name a tracked file of
 #      that name; never a machine path (/..., ~/...);
-#   2. the spec notes are cited as `docs/NAME.md` (also names of notes that are not in the repository, such as
-#      anchors.md and aesthetics.md, are refused), and `docs/NAME.md section N` / `sections A-B and C` names
-#      headings that exist in that file (`## N.` / `### N.M`);
+#   2. the spec notes are cited as `docs/NAME.md` (not `NAME.md`, not `NAME 5.3`; names of notes that are not in
+#      the repository, anchors.md and aesthetics.md, are refused), and `docs/NAME.md section N` or
+#      `sections A-B and C` names headings that exist in that file (`## N.` / `### N.M`);
 #   3. the checker finds the broken citations of a small fixture (so a checker that accepts everything fails).
 # Not repository files, hence not checked: the reports our scripts write (summary.md, results.md) and other
 # repositories' files named with their repository (karpathy/llama2.c `doc/stories260K.md`).
@@ -95,6 +95,11 @@ for f in files:
             ok = name in basenames
         if not ok:
             problems.append(f"{where}: no such file in the repository")
+    # A note cited without .md ("nf4-spec 5.3").
+    for stem in sorted(n[:-3] for n in notes | NOTES_OUTSIDE):
+        for m in re.finditer(r"(?<![\w./-])" + re.escape(stem) + r"\s+(?:sections?\s+)?\d+(?:\.\d+)*", text):
+            line = text.count("\n", 0, m.start()) + 1
+            problems.append(f"{f}:{line}: {m.group(0)}: cite as docs/{stem}.md section N")
 for p in problems:
     print(p)
 print(f"{len(problems)} unresolved citation(s) in {len(files)} files")
@@ -130,13 +135,14 @@ cat > "$fx/src/bad.cpp" <<'EOF'
 // 7 tests/data/y/SOURCE.md         (no such file)
 // 8 docs/spec.md 1.2               (write "section")
 // 9 NOTES.md                       (no such file)
+// 10 spec 1.2                      (not docs/spec.md)
 EOF
 rc=0; python3 "$work/check.py" "$fx" > "$work/fixture.out" 2>&1 || rc=$?
 [ "$rc" = 1 ] || fail "checker on the fixture: exit $rc, expected 1"
 grep -q '^src/good.cpp' "$work/fixture.out" && fail "good citations refused: $(grep '^src/good.cpp' "$work/fixture.out")"
-for n in 1 2 3 4 5 6 7 8 9; do
+for n in 1 2 3 4 5 6 7 8 9 10; do
   grep -q "^src/bad.cpp:$n:" "$work/fixture.out" || fail "bad citation $n of the fixture not found: $(sed -n "${n}p" "$fx/src/bad.cpp")"
 done
-[ "$(grep -c '^src/bad.cpp' "$work/fixture.out")" = 9 ] || fail "expected 9 problems in the fixture: $(cat "$work/fixture.out")"
+[ "$(grep -c '^src/bad.cpp' "$work/fixture.out")" = 10 ] || fail "expected 10 problems in the fixture: $(cat "$work/fixture.out")"
 
 finish

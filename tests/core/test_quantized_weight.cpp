@@ -185,7 +185,7 @@ TEST(QuantizedWeight, ReadsBnbTensorsBack) {
 }
 
 TEST(QuantizedWeight, ReadsQuantStorageWeightAsBytes) {
-  // FSDP-QLoRA's bnb_4bit_quant_storage=bfloat16: the same bytes viewed as [(n+1)//4, 1] bf16 (nf4-spec 1.5).
+  // FSDP-QLoRA's bnb_4bit_quant_storage=bfloat16: the same bytes viewed as [(n+1)//4, 1] bf16 (docs/nf4-spec.md section 1.5).
   const at::Tensor w = randn_weight(64, 48, at::kBFloat16, 11);
   const QuantizedWeight q = quantize_4bit(w, {});
   TensorMap m = to_map(quantized_weight_to_bnb(q, ""));

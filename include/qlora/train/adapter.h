@@ -1,4 +1,4 @@
-// LoRA adapters in PEFT's on-disk format (nf4-spec 6.4), so that PeftModel.from_pretrained loads what we
+// LoRA adapters in PEFT's on-disk format (docs/nf4-spec.md section 6.4), so that PeftModel.from_pretrained loads what we
 // write and we load what peft writes:
 //   DIR/adapter_config.json        json.dumps(indent=2, sort_keys=True) of the long-standing LoraConfig keys
 //                                  (no trailing newline, ASCII-escaped, as peft writes it)
