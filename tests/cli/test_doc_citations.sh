@@ -7,7 +7,8 @@
 #   2. the spec notes are cited as `docs/NAME.md` (not `NAME.md`, not `NAME 5.3`; names of notes that are not in
 #      the repository, anchors.md and aesthetics.md, are refused), and `docs/NAME.md section N` or
 #      `sections A-B and C` names headings that exist in that file (`## N.` / `### N.M`);
-#   3. the checker finds the broken citations of a small fixture (so a checker that accepts everything fails).
+#   3. README.md's Layout block names every top-level folder of the tree, and the paths it names exist;
+#   4. the checker finds the broken citations of a small fixture (so a checker that accepts everything fails).
 # Not repository files, hence not checked: the reports our scripts write (summary.md, results.md) and other
 # repositories' files named with their repository (karpathy/llama2.c `doc/stories260K.md`).
 # Usage: test_doc_citations.sh BIN_DIR SOURCE_DIR
@@ -100,9 +101,24 @@ for f in files:
         for m in re.finditer(r"(?<![\w./-])" + re.escape(stem) + r"\s+(?:sections?\s+)?\d+(?:\.\d+)*", text):
             line = text.count("\n", 0, m.start()) + 1
             problems.append(f"{f}:{line}: {m.group(0)}: cite as docs/{stem}.md section N")
+# README's Layout block names every top-level folder of the tree, and every path it names exists.
+readme = os.path.join(root, "README.md")
+if os.path.isfile(readme):
+    block = re.search(r"^## Layout\n+```\n(.*?)^```", open(readme, encoding="utf-8").read(), re.S | re.M)
+    if not block:
+        problems.append("README.md: no ## Layout section with a code block")
+    else:
+        tops = sorted({f.split("/")[0] for f in files if "/" in f})
+        named = re.findall(r"(?<![\w./-])([.\w-]+/[\w./-]*)", block.group(1))
+        for top in tops:
+            if not any(n.split("/")[0] == top for n in named):
+                problems.append(f"README.md Layout: the folder {top}/ is not named")
+        for n in named:
+            if n.split("/")[0] in tops and not os.path.exists(os.path.join(root, n)):
+                problems.append(f"README.md Layout: {n} does not exist")
 for p in problems:
     print(p)
-print(f"{len(problems)} unresolved citation(s) in {len(files)} files")
+print(f"{len(problems)} problem(s) in {len(files)} files")
 sys.exit(1 if problems else 0)
 PY
 
