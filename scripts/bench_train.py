@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 
-SHAPES = {  # as qlora-bench train (src/train/train_bench.cpp)
+SHAPES = {  # as qlora-bench train (src/bench/train_bench.cpp)
     "7b": dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32),
     "small": dict(hidden_size=768, intermediate_size=2048, num_hidden_layers=8, num_attention_heads=12),
     "tiny": dict(hidden_size=256, intermediate_size=688, num_hidden_layers=4, num_attention_heads=8),

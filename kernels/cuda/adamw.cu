@@ -1,4 +1,5 @@
-// AdamW kernels: a grid-stride 32-bit update and a one-CTA-per-block 8-bit blockwise update (nf4-spec 5.3/5.4).
+// AdamW kernels: a grid-stride 32-bit update and a one-CTA-per-block 8-bit blockwise update
+// (docs/nf4-spec.md sections 5.3 and 5.4).
 #include "kernels/cuda/adamw.cuh"
 
 namespace qlora::cuda {

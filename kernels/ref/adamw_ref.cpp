@@ -63,7 +63,7 @@ void dynamic_map(bool is_signed, float out[256]) {
 
 namespace {
 
-// Quantizes one block of float moments: returns the block absmax and writes the codes (nf4-spec 5.4).
+// Quantizes one block of float moments: returns the block absmax and writes the codes (docs/nf4-spec.md section 5.4).
 float quantize_block(const float* x, int64_t n, const float* qmap, bool is_signed, uint8_t* code) {
   float absmax = 0.0f;
   for (int64_t i = 0; i < n; ++i) absmax = std::max(absmax, std::fabs(x[i]));

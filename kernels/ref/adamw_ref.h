@@ -1,7 +1,7 @@
 // AdamW update, plain C++ reference (torch-free). The CUDA kernels (kernels/cuda/adamw.cu) share the
 // per-element math below through QLORA_HD, so the two paths run the same formula.
 //
-// Formula (torch.optim.AdamW, single-tensor path, nf4-spec 5.3), per step t >= 1, in float32 with the
+// Formula (torch.optim.AdamW, single-tensor path, docs/nf4-spec.md section 5.3), per step t >= 1, in float32 with the
 // scalars computed once in double and rounded to float as torch does when it passes a Scalar to a float op:
 //   decay first (torch):   p = p * (1 - lr*wd)
 //   m = beta1*m + (1-beta1)*g ;  v = beta2*v + (1-beta2)*g*g
@@ -9,8 +9,8 @@
 //   decay after (bnb CUDA kernel, kOptimizer32bit2State): the p*(1-lr*wd) happens after the Adam update.
 // At weight_decay 0 (the QLoRA setting) both orders are the same update.
 //
-// 8-bit blockwise state (nf4-spec 5.4, bnb >= 0.44): m is stored as uint8 codes into the signed dynamic map
-// qmap1 times absmax1 (one float per 256 elements), v as codes into the unsigned map qmap2 times absmax2.
+// 8-bit blockwise state (docs/nf4-spec.md section 5.4, bnb >= 0.44): m is stored as uint8 codes into the signed
+// dynamic map qmap1 times absmax1 (one float per 256 elements), v as codes into the unsigned map qmap2 times absmax2.
 // Per block: decode, update the moments in float, take the new block absmax, update p from the float moments,
 // re-quantize to the nearest code (ties to the lower code), with the sign fix of bnb (a code of the wrong
 // sign moves one step). Non-finite gradients zero that element's moments and leave p alone.

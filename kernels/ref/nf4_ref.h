@@ -2,7 +2,7 @@
 //
 // This file is the oracle. The fast CPU path (kernels/cpu/nf4_cpu.h) and the CUDA kernels
 // (kernels/cuda/nf4.cuh) take the same arguments and must produce the same bytes. Everything follows
-// /work/shared/docs/nf4-spec.md sections 0-2 (QLoRA, arXiv 2305.14314 section 3; bitsandbytes csrc/kernels.cu):
+// docs/nf4-spec.md sections 0-2 (QLoRA, arXiv 2305.14314 section 3; bitsandbytes csrc/kernels.cu):
 //
 //   blocks     contiguous runs of `blocksize` values of the flattened row-major tensor (a block may span
 //              rows); one float32 absmax per block; nblocks = ceil(n / blocksize).

@@ -1,7 +1,7 @@
 // The constant tables of NF4 / FP4 quantization (header-only, constexpr), shared by the reference
 // (nf4_ref.cpp) and the host side of the CUDA launchers (kernels/cuda/nf4.cu passes them to the kernels by
 // value). Where every constant comes from is written next to it; tests/base/test_nf4_ref.cpp checks the
-// float32 bit patterns against nf4-spec.md.
+// float32 bit patterns against docs/nf4-spec.md.
 #pragma once
 #include <cstdint>
 
@@ -9,7 +9,7 @@ namespace qlora {
 
 // bitsandbytes functional.py get_4bit_type("nf4") == kernels.cu nf4_dequantization_lut. Built by
 // create_normal_map (quantiles of N(0,1), normalised to [-1, 1]); the float32 bit patterns are checked in
-// tests/base/test_nf4_ref.cpp against nf4-spec.md 1.1 (bf800000 ... 3f800000).
+// tests/base/test_nf4_ref.cpp against docs/nf4-spec.md section 1.1 (bf800000 ... 3f800000).
 inline constexpr float kNf4Code[16] = {
     -1.0f,                  // 0b0000
     -0.6961928009986877f,   // 0b0001
@@ -47,7 +47,7 @@ inline constexpr float kFp4QuantMap[16] = {
 // of nvcc 13; g++ rounds them the same way). The exact midpoint (c[i] + c[i + 1]) / 2 of two float32 codes
 // is often a float32 tie; the 16-digit decimal printed from it sits just off the tie, so 4 of the 15
 // literals land one ulp away from the float32-rounded midpoint that bnb's CPU path bucketizes with
-// (indices 0, 8, 12, 14; nf4-spec.md 1.3 calls them bit-equal because it rounded through a double).
+// (indices 0, 8, 12, 14; docs/nf4-spec.md section 1.3 calls them bit-equal because it rounded through a double).
 // Hex floats so that no compiler can round them differently.
 inline constexpr float kNf4Thresholds[15] = {
     -0x1.b239b2p-1f,  // -0.8480964004993439f   (bf591cd9; float32 midpoint bf591cd8)

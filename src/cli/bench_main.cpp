@@ -2,18 +2,18 @@
 //   qlora-bench nf4 [--reps 20] [--threads 0] [--shape 4096x4096 ...] [--no-cuda] [--json FILE]
 //       dequantize_4bit bandwidth (GB/s of bytes read + written) for fp32 and bf16 outputs of NF4+DQ weights,
 //       against a copy of the same traffic measured in the same run (memcpy on the CPU, device-to-device
-//       cudaMemcpy on a GPU when one is available), and the ratio. See qlora/quant/nf4_bench.h.
+//       cudaMemcpy on a GPU when one is available), and the ratio. See qlora/bench/nf4_bench.h.
 //   qlora-bench train [--shape 7b|13b|small|tiny|auto] [--seq-len 512] [--steps 10] [--json FILE]
-//       QLoRA training steps on random weights: tokens/s and peak memory (qlora/train/train_bench.h).
+//       QLoRA training steps on random weights: tokens/s and peak memory (qlora/bench/train_bench.h).
 // Exit codes: 0 ok, 2 bad input, 1 internal error.
 #include <CLI/CLI.hpp>
 #include <cstdio>
 
+#include "qlora/bench/nf4_bench.h"
+#include "qlora/bench/train_bench.h"
 #include "qlora/cli/flags.h"
 #include "qlora/common/error.h"
 #include "qlora/common/fs.h"
-#include "qlora/quant/nf4_bench.h"
-#include "qlora/train/train_bench.h"
 
 int main(int argc, char** argv) {
   return qlora::run_cli("qlora-bench", [&]() -> int {

@@ -1,6 +1,6 @@
 // TrainConfig: the key table (schema), strict loading from JSON/YAML/--set, effective-config output.
-// Keys and defaults follow qlora.py at 7f4e95a (qlora-reference.md section 2.1); validation lives in
-// validate.cpp. Style: aesthetics.md rule 6 (typed struct, strict parse, one validate, logged as a table).
+// Keys and defaults follow qlora.py at 7f4e95a (docs/qlora-reference.md section 2.1); validation lives in
+// validate.cpp. Style: a typed struct, a strict parse, one validate, logged once as a table.
 #include "qlora/config/train_config.h"
 
 #include <yaml-cpp/yaml.h>

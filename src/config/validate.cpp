@@ -106,7 +106,7 @@ void validate(const TrainConfig& c) {
     p.require(c.quant_type == QuantType::None, "quant_type", "bits 16 trains without quantization: set quant_type to \"none\"");
     p.require(!c.double_quant, "double_quant", "double quantization applies to 4-bit weights only: set it to false with bits 16");
   }
-  // bitsandbytes 4-bit blocksizes (nf4-spec.md section 1.5): 32 (since 0.49.2), 64, ..., 4096.
+  // bitsandbytes 4-bit blocksizes (docs/nf4-spec.md section 1.5): 32 (since 0.49.2), 64, ..., 4096.
   p.require(nf4_blocksize_valid(c.blocksize), "blocksize", "must be a power of two from 32 to 4096 (bitsandbytes 4-bit blocksizes)");
 
   // -- optimization --

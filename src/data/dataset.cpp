@@ -22,7 +22,7 @@ constexpr const char kAlpacaNoInputHead[] =
 constexpr const char kAlpacaInputMid[] = "\n\n### Input:\n";
 constexpr const char kAlpacaResponse[] = "\n\n### Response: ";
 
-// Guanaco markers (timdettmers/openassistant-guanaco rows; qlora-reference.md section 5).
+// Guanaco markers (timdettmers/openassistant-guanaco rows; docs/qlora-reference.md section 5).
 constexpr const char kGuanacoHuman[] = "### Human: ";
 constexpr const char kGuanacoAssistant[] = "### Assistant: ";
 

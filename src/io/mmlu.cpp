@@ -1,5 +1,5 @@
 // MMLU protocol: data, prompts (hendrycks format), fitting to the context, requests, report.
-// See include/qlora/io/mmlu.h; reference: qlora-reference.md section 6, hendrycks/test evaluate.py,
+// See include/qlora/io/mmlu.h; reference: docs/qlora-reference.md section 6, hendrycks/test evaluate.py,
 // evaluate_flan.py and categories.py.
 #include "qlora/common/util.h"
 #include "qlora/io/mmlu.h"

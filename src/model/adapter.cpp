@@ -49,7 +49,7 @@ bool AdapterConfig::targets(const std::string& module_path) const {
 }
 
 std::string AdapterConfig::to_peft_json() const {
-  // The long-standing LoraConfig keys only: peft < 0.14 raises on keys it does not know (nf4-spec 6.4).
+  // The long-standing LoraConfig keys only: peft < 0.14 raises on keys it does not know (docs/nf4-spec.md section 6.4).
   json j = {{"alpha_pattern", json::object()},
             {"base_model_name_or_path", base_model_name_or_path},
             {"bias", "none"},

@@ -259,7 +259,7 @@ std::string LlamaConfig::to_json_text() const {
   j["use_cache"] = true;
   if (!torch_dtype.empty()) j["torch_dtype"] = torch_dtype;
   if (quantization.present) {
-    // nf4-spec.md 6.2: the keys transformers' BitsAndBytesConfig writes for a 4-bit model.
+    // docs/nf4-spec.md section 6.2: the keys transformers' BitsAndBytesConfig writes for a 4-bit model.
     json qc;
     qc["quant_method"] = "bitsandbytes";
     qc["load_in_4bit"] = true;

@@ -117,7 +117,7 @@ class WeightSource {
   }
 };
 
-// The tensors of one projection saved by transformers + bitsandbytes in 4 bits (nf4-spec.md 6.1): "weight"
+// The tensors of one projection saved by transformers + bitsandbytes in 4 bits (docs/nf4-spec.md section 6.1): "weight"
 // (packed uint8) and "weight.<suffix>" for these suffixes.
 const std::vector<std::string>& bnb_group_suffixes() {
   static const std::vector<std::string> s = {"absmax", "quant_map", "nested_absmax", "nested_quant_map",

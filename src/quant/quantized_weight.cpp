@@ -235,7 +235,7 @@ at::Tensor dequantize_4bit(const QuantizedWeight& w, at::ScalarType out_dtype) {
 // ---- bitsandbytes serialization ----------------------------------------------------------------------
 
 std::string quant_state_json(const QuantizedWeight& w) {
-  // json.dumps(dict) with default separators, keys in QuantState.as_dict order (nf4-spec.md 6.1).
+  // json.dumps(dict) with default separators, keys in QuantState.as_dict order (docs/nf4-spec.md section 6.1).
   quant_type4_of(w.type, "quant_state_json");  // NF4 or FP4
   std::string s = "{\"quant_type\": \"" + to_string(w.type) + "\", \"blocksize\": " +
                   std::to_string(w.blocksize) + ", \"dtype\": \"" + dtype_json_name(w.dtype) + "\", \"shape\": " +

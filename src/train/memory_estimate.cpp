@@ -76,7 +76,7 @@ MemoryEstimate estimate_memory(const TrainConfig& cfg, int world_size) {
   const std::vector<std::pair<std::string, std::pair<int64_t, int64_t>>> proj = {
       {"q_proj", {q_out, C}}, {"k_proj", {kv_out, C}}, {"v_proj", {kv_out, C}}, {"o_proj", {C, q_out}},
       {"gate_proj", {F, C}},  {"up_proj", {F, C}},     {"down_proj", {C, F}}};
-  // Bytes per 4-bit parameter (nf4-spec.md 2.4): 0.5 + one absmax per block (1 byte with DQ, plus a float per
+  // Bytes per 4-bit parameter (docs/nf4-spec.md section 2.4): 0.5 + one absmax per block (1 byte with DQ, plus a float per
   // 256 blocks; 4 bytes without).
   const double bs = static_cast<double>(cfg.blocksize);
   const double per_param = cfg.bits == 4 ? 0.5 + (cfg.double_quant ? 1.0 / bs + 4.0 / (bs * 256.0) : 4.0 / bs) : b;

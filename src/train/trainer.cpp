@@ -233,7 +233,7 @@ class Trainer {
     }
     if (cfg_.do_mmlu_eval) {
       // As the reference's MMLU callback: the benchmark is read and tokenized once, then scored after
-      // every evaluation (qlora-reference.md section 6).
+      // every evaluation (docs/qlora-reference.md section 6).
       const eval::MmluOptions mmlu = mmlu_options_of(cfg_, model_->config().max_position_embeddings);
       mmlu_ = std::make_unique<eval::MmluEvaluator>(*tokenizer_, mmlu, model_->config().max_position_embeddings);
       log::info(str("MMLU (", mmlu::split_name(mmlu.split), ", ", mmlu.shots, "-shot): ", mmlu_->requests().size(),

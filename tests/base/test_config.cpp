@@ -41,7 +41,7 @@ TrainConfig minimal() {
   return c;
 }
 
-// qlora-reference.md section 2.1: the TrainingArguments/DataArguments defaults of qlora.py (7f4e95a).
+// docs/qlora-reference.md section 2.1: the TrainingArguments/DataArguments defaults of qlora.py (7f4e95a).
 TEST(TrainConfig, DefaultsAreTheReferenceCodeDefaults) {
   TrainConfig c;
   EXPECT_EQ(c.optim, qlora::Optim::PagedAdamW32bit);

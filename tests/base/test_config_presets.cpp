@@ -1,5 +1,5 @@
 // Shipped configs: every file under configs/ loads and validates, and the paper presets carry the values
-// of Table 9 (Dettmers et al. 2023, App. B.2), transcribed here from qlora-reference.md section 2.3.
+// of Table 9 (Dettmers et al. 2023, App. B.2), transcribed here from docs/qlora-reference.md section 2.3.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -146,7 +146,7 @@ TEST(ShippedConfigs, DemoIsSmall) {
   EXPECT_EQ(c.dataset, "data/demo/alpaca_demo.jsonl");
   EXPECT_LE(c.max_steps, 100);
   EXPECT_LE(c.effective_batch_size(), 8);
-  // stories260K: dim 64, seq_len 512 (testdata/stories260K/SOURCE.md): blocksize must divide 64 and a
+  // stories260K: dim 64, seq_len 512 (tests/data/stories260K/SOURCE.md): blocksize must divide 64 and a
   // whole sequence must fit the context.
   EXPECT_EQ(64 % c.blocksize, 0);
   EXPECT_LE(c.source_max_len + c.target_max_len, 512);

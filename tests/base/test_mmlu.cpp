@@ -113,7 +113,7 @@ TEST(MmluSubjects, FiftySevenWithHendrycksCategories) {
     EXPECT_EQ(name, std::string(subjects[i++].name) + "_dev.csv");
   std::map<std::string, int> per_category;
   for (const auto& s : subjects) ++per_category[s.category];
-  // qlora-reference.md section 6.2: STEM 18, humanities 13, social sciences 12, other 14.
+  // docs/qlora-reference.md section 6.2: STEM 18, humanities 13, social sciences 12, other 14.
   EXPECT_EQ(per_category["STEM"], 18);
   EXPECT_EQ(per_category["humanities"], 13);
   EXPECT_EQ(per_category["social sciences"], 12);

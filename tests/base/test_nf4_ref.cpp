@@ -1,4 +1,4 @@
-// The NF4/FP4 reference (kernels/ref/nf4_ref.h) against the spec (/work/shared/docs/nf4-spec.md):
+// The NF4/FP4 reference (kernels/ref/nf4_ref.h) against the spec (docs/nf4-spec.md):
 // code tables and thresholds in hex, the dynamic map, the spec's test vectors, odd lengths, zero blocks,
 // NaN/Inf, double quantization and the statistical round-trip error bound of bitsandbytes' tests.
 #include <gtest/gtest.h>
@@ -52,7 +52,7 @@ uint8_t code_at(const std::vector<uint8_t>& packed, int64_t i) {
 // ---- tables ------------------------------------------------------------------------------------------
 
 TEST(Nf4Ref, Nf4CodeTableHex) {
-  // nf4-spec.md 1.1, float32 bit patterns of the table in bnb functional.py / kernels.cu.
+  // docs/nf4-spec.md section 1.1, float32 bit patterns of the table in bnb functional.py / kernels.cu.
   const uint32_t expected[16] = {0xbf800000, 0xbf3239b1, 0xbf066b30, 0xbeca32a0, 0xbe91a24d, 0xbe3d353f,
                                  0xbdba7871, 0x00000000, 0x3da2faff, 0x3e24cae3, 0x3e7c04dd, 0x3ead033a,
                                  0x3ee1a4b8, 0x3f1007ab, 0x3f3913b3, 0x3f800000};
@@ -63,7 +63,7 @@ TEST(Nf4Ref, Nf4CodeTableHex) {
 }
 
 TEST(Nf4Ref, Fp4CodeTableHex) {
-  // nf4-spec.md 1.2: [0, 0.0625, 8, 12, 4, 6, 2, 3] / 12, sign in bit 3.
+  // docs/nf4-spec.md section 1.2: [0, 0.0625, 8, 12, 4, 6, 2, 3] / 12, sign in bit 3.
   const uint32_t magnitude[8] = {0x00000000, 0x3baaaaab, 0x3f2aaaab, 0x3f800000,
                                  0x3eaaaaab, 0x3f000000, 0x3e2aaaab, 0x3e800000};
   const float* code = nf4_code(QuantType4::FP4);
@@ -98,7 +98,7 @@ TEST(Nf4Ref, Nf4ThresholdsAreCudaLiterals) {
     off_midpoint += ulps != 0;
   }
   EXPECT_EQ(off_midpoint, 4);  // indices 0, 8, 12, 14
-  // Spot values from nf4-spec.md 1.3 (decimal, to the printed precision).
+  // Spot values from docs/nf4-spec.md section 1.3 (decimal, to the printed precision).
   EXPECT_NEAR(t[0], -0.8480964f, 1e-7);
   EXPECT_NEAR(t[7], 0.03979015f, 1e-8);
   EXPECT_NEAR(t[14], 0.86147845f, 1e-7);
@@ -119,7 +119,7 @@ TEST(Nf4Ref, Fp4ThresholdsAreCudaLiterals) {
 
 TEST(Nf4Ref, DynamicMapHex) {
   const float* m = nf4_dynamic_map();
-  // nf4-spec.md 2.2.
+  // docs/nf4-spec.md section 2.2.
   EXPECT_EQ(bits(m[0]), 0xbf7e3333u);
   EXPECT_EQ(bits(m[1]), 0xbf7a999au);
   EXPECT_EQ(bits(m[127]), 0x00000000u);

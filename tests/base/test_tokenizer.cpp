@@ -1,5 +1,5 @@
 // Tokenizer: fixed values of tok512.model. Expected ids and strings come from transformers' slow
-// LlamaTokenizer(tok512.model, legacy=True) (4.57.3) and from /work/shared/testdata/stories260K/SOURCE.md;
+// LlamaTokenizer(tok512.model, legacy=True) (4.57.3) and from tests/data/stories260K/SOURCE.md;
 // tests/python/test_tokenizer_parity.py compares thousands more texts live.
 #include <filesystem>
 

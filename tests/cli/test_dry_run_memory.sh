@@ -2,7 +2,7 @@
 # qlora-train --dry-run: the predicted peak memory per rank (issue 9, deliverable 4).
 #   - stdout stays the effective config (reloadable), the estimate goes to stderr, --memory-json writes JSON;
 #   - the 4-bit projections of LLaMA-7B (named in the preset's path) match the spec's 4.127 bits per parameter
-#     with NF4 + DQ at blocksize 64 (nf4-spec.md 2.4), computed here from the published shape;
+#     with NF4 + DQ at blocksize 64 (docs/nf4-spec.md section 2.4), computed here from the published shape;
 #   - fsdp full_shard on 2 ranks halves them; gradient checkpointing keeps fewer activations than none.
 # Usage: test_dry_run_memory.sh BIN_DIR SOURCE_DIR
 set -euo pipefail

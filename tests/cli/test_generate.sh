@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# qlora-generate end to end on the bundled stories260K: the llama2.c greedy sample (testdata/stories260K/
+# qlora-generate end to end on the bundled stories260K: the llama2.c greedy sample (tests/data/stories260K/
 # SOURCE.md), seeded sampling, stop strings, --prompts in / JSON lines out, the chat template, the
 # interactive mode fed through a pipe, and the tokens/s line on stderr.
 #   bash tests/cli/test_generate.sh BIN_DIR SOURCE_DIR

@@ -1,5 +1,5 @@
 // Perplexity windowing and MMLU scoring on the bundled stories260K model: the reference sentence NLL of
-// testdata/stories260K/SOURCE.md (float64 numpy forward), windowed and batched scoring against plain full
+// tests/data/stories260K/SOURCE.md (float64 numpy forward), windowed and batched scoring against plain full
 // forwards, the KV-cache continuation scorer against a full forward of prompt + continuation, and the
 // evaluator's input errors. The transformers parity of both lives in tests/python/test_{perplexity,mmlu}_parity.py.
 #include <gtest/gtest.h>

@@ -1,6 +1,6 @@
 // Generation: the sampling filters against transformers' logits warpers, greedy generation of the bundled
-// stories260K against llama2.c's sample (testdata/stories260K/SOURCE.md), seeded sampling, batching with
-// left padding, stop strings and the Guanaco chat template (qlora-reference.md 7).
+// stories260K against llama2.c's sample (tests/data/stories260K/SOURCE.md), seeded sampling, batching with
+// left padding, stop strings and the Guanaco chat template (docs/qlora-reference.md section 7).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -101,7 +101,7 @@ TEST(Sampling, GreedyIsArgmaxAndInvalidOptionsAreInputErrors) {
 // ---- chat template and stop strings ----
 
 TEST(Chat, GuanacoTemplateRendersExactly) {
-  // The `prompt` field of artidoro/qlora eval/generations/* (qlora-reference.md 7).
+  // The `prompt` field of artidoro/qlora eval/generations/* (docs/qlora-reference.md section 7).
   EXPECT_EQ(ev::render_chat_prompt(ev::kGuanacoSystem, {}, "What is QLoRA?"),
             "A chat between a curious human and an artificial intelligence assistant. The assistant gives helpful, "
             "detailed, and polite answers to the user's questions. ### Human: What is QLoRA? ### Assistant:");

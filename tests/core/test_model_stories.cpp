@@ -1,5 +1,5 @@
 // The bundled stories260K model (models/stories260k) against the reference values of
-// testdata/stories260K/SOURCE.md: llama2.c's run.c greedy sample and an independent float64 numpy forward.
+// tests/data/stories260K/SOURCE.md: llama2.c's run.c greedy sample and an independent float64 numpy forward.
 #include <gtest/gtest.h>
 
 #include <cmath>

@@ -1,6 +1,6 @@
 // PagedAdamW against libtorch's torch::optim::AdamW (fp32, odd shapes, a save/load in the middle), the
-// bf16 path against an fp32 emulation, the dynamic maps against bitsandbytes' values (nf4-spec 2.2), and the
-// state dict's error messages. The live comparison against bitsandbytes' AdamW8bit is
+// bf16 path against an fp32 emulation, the dynamic maps against bitsandbytes' values (docs/nf4-spec.md section
+// 2.2), and the state dict's error messages. The live comparison against bitsandbytes' AdamW8bit is
 // tests/python/test_train_adamw_parity.py.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -173,7 +173,7 @@ TEST(PagedAdamW, EightBitStateTracksThirtyTwoBit) {
 }
 
 TEST(PagedAdamW, DynamicMapsMatchBitsandbytes) {
-  // Values from nf4-spec 2.2 (float32 hex of bnb's create_dynamic_map(signed=True)), and the unsigned map's
+  // Values from docs/nf4-spec.md section 2.2 (float32 hex of bnb's create_dynamic_map(signed=True)), and the unsigned map's
   // largest value below 1 (0.99648...; bnb 0.50 prints 0.9964843988418579).
   float signed_map[256], unsigned_map[256];
   qlora::ref::dynamic_map(true, signed_map);

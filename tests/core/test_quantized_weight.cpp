@@ -101,7 +101,7 @@ TEST(QuantizedWeight, DequantizeMatchesReference) {
                        expected.data_ptr());
     EXPECT_TRUE(bytes_equal(y, expected));
   }
-  // Round trip: NF4 at blocksize 64 keeps ~0.073 of absmax-normalised N(0,1) mean error (nf4-spec.md 7);
+  // Round trip: NF4 at blocksize 64 keeps ~0.073 of absmax-normalised N(0,1) mean error (docs/nf4-spec.md section 7);
   // relative to the weights' std 0.02 that is 0.0015; bf16 input adds nothing measurable. Bound 2x.
   const double err = (dequantize_4bit(q, at::kFloat) - w.to(at::kFloat)).abs().mean().item<double>();
   EXPECT_LT(err, 2 * 0.073 * 0.02);
@@ -112,7 +112,7 @@ TEST(QuantizedWeight, DequantizeMatchesReference) {
 }
 
 TEST(QuantizedWeight, MemoryAccounting) {
-  // nf4-spec.md 2.4: 4096 x 4096 with DQ: packed 8 MiB, absmax_q 256 KiB, nested 4 KiB, maps 64 B + 1 KiB.
+  // docs/nf4-spec.md section 2.4: 4096 x 4096 with DQ: packed 8 MiB, absmax_q 256 KiB, nested 4 KiB, maps 64 B + 1 KiB.
   const QuantizedWeight q = quantize_4bit(at::zeros({4096, 4096}, at::kBFloat16), {});
   EXPECT_EQ(q.nbytes(), size_t{8} * 1024 * 1024 + 256 * 1024 + 4096 + 64 + 1024);
   EXPECT_EQ(q.numel(), 4096 * 4096);
@@ -185,7 +185,7 @@ TEST(QuantizedWeight, ReadsBnbTensorsBack) {
 }
 
 TEST(QuantizedWeight, ReadsQuantStorageWeightAsBytes) {
-  // FSDP-QLoRA's bnb_4bit_quant_storage=bfloat16: the same bytes viewed as [(n+1)//4, 1] bf16 (nf4-spec 1.5).
+  // FSDP-QLoRA's bnb_4bit_quant_storage=bfloat16: the same bytes viewed as [(n+1)//4, 1] bf16 (docs/nf4-spec.md section 1.5).
   const at::Tensor w = randn_weight(64, 48, at::kBFloat16, 11);
   const QuantizedWeight q = quantize_4bit(w, {});
   TensorMap m = to_map(quantized_weight_to_bnb(q, ""));

@@ -74,7 +74,7 @@ TEST(PagedAdamWCuda, ManagedStateMatchesCpuAndStaysPagedAfterLoad) {
       og->save(dir);
       og = std::make_unique<PagedAdamW>(named(gpu), o);
       og->load(dir);
-      EXPECT_TRUE(og->state_is_paged("p5")) << "paging lost on load (bnb's load_state_dict hazard, nf4-spec 5.5)";
+      EXPECT_TRUE(og->state_is_paged("p5")) << "paging lost on load (bnb's load_state_dict hazard, docs/nf4-spec.md section 5.5)";
     }
   }
   torch::cuda::synchronize();

@@ -7,7 +7,7 @@
      gives the logits of our 4-bit model built from the same source (NF4 + DQ at blocksize 64 on stories260K,
      whose 172-wide MLP makes blocks span rows; FP4 at blocksize 128; a bf16 model in bf16).
      bitsandbytes' CPU dequantization is wrong when a row is shorter than the blocksize (it indexes absmax
-     per row, nf4-spec.md section 4: its own quantize/dequantize round trip of a (64, 64) weight at blocksize
+     per row, docs/nf4-spec.md section 4: its own quantize/dequantize round trip of a (64, 64) weight at blocksize
      128 has 35-40% error), so the blocksize-128 model has rows of 128 and 256.
 
 Bounds: 1e-4 for fp32 transformers vs our fp32 forward (same op order; measured bit-exact on the parity

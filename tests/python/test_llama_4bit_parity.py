@@ -13,7 +13,7 @@ Bounds (max abs on logits of magnitude ~3-5, fp32 compute on both sides):
     gives our codes): the dequantized weights are then bit-identical (code * absmax in fp32) and only the
     summation order could differ (measured: 0).
   - NF4 + DQ in 1: bnb's CPU backend quantizes the absmax scales with a 65536-bin LUT, not the exact nearest
-    8-bit code that its CUDA kernel and its own pure-torch backend use (nf4-spec.md 4.2 item 5), so a few scales
+    8-bit code that its CUDA kernel and its own pure-torch backend use (docs/nf4-spec.md section 4.2 item 5), so a few scales
     land one 8-bit step away and move whole blocks. We check (a) every 4-bit code equal, (b) every differing
     scale exactly one step of the dynamic map away, (c) logits within 3e-2 of bnb CPU as is (measured ~9e-3),
     and (d) within 1e-3 of bnb with its absmax quantized by the exact nearest rule (bnb's default-backend

@@ -1,7 +1,7 @@
 """MMLU parity: `qlora-eval --mmlu --predictions` against a reference implementation of the same protocol on
 transformers, question by question.
 
-The reference (written here, from qlora-reference.md 6.2 and hendrycks/test evaluate.py / evaluate_flan.py):
+The reference (written here, from docs/qlora-reference.md section 6.2 and hendrycks/test evaluate.py / evaluate_flan.py):
   - data: tests/data/mmlu/hendrycks (CSV without header: question, A, B, C, D, answer letter), test split
     (abstract_algebra 100 + management 103 questions), dev split for the shots, read with Python's csv;
   - prompt: "The following are multiple choice questions (with answers) about {format_subject}.\\n\\n", K dev

@@ -18,7 +18,7 @@ backends/cpu/ops.py, and libbitsandbytes_cpu.so's symbols):
     FP4 code 8 is +0.0 instead of CUDA's -0.0. Its AVX512 kernel indexes absmax by row * (K // blocksize) +
     col // blocksize, which is wrong when K % blocksize != 0 (confirmed here: (128, 96) at blocksize 64).
 
-We follow bitsandbytes' CUDA kernels (nf4-spec.md 4.2), so the CPU bytes differ where the spec predicts:
+We follow bitsandbytes' CUDA kernels (docs/nf4-spec.md section 4.2), so the CPU bytes differ where the spec predicts:
   1. an all-zero block: CUDA 1/0 = inf, 0 * inf = NaN -> code 0 (NF4 bytes 0x00); bnb CPU -> code 7 (0x77);
   2. FP4 near zero: CUDA takes the sign from s < 0 (tiny negative -> 8, tiny positive -> 0); bnb CPU's
      bucketize does the opposite; and CUDA's literal thresholds are not exact midpoints;
@@ -180,7 +180,7 @@ def test():
         #    with get_4bit_type's +0.0, and so does its AVX512 kernel's FP4 table (set_fp4_lut); CUDA decodes
         #    lut[0] * -1 = -0.0. Its scalar C++ table has -0.0f (source; not run here).
         #  - its AVX512 kernel reads absmax[row * (K // bs) + col // bs] instead of the flat block i // bs:
-        #    wrong whenever K % bs != 0 (the row-index hazard of nf4-spec.md 4.2).
+        #    wrong whenever K % bs != 0 (the row-index hazard of docs/nf4-spec.md section 4.2).
         n, K = w.numel(), w.shape[-1]
         codes = unpack(tensors[f"{name}.weight"].numpy(), n)[:n]
         if dq:

@@ -10,7 +10,7 @@ the same initial adapter (written by peft, read by our PEFT reader) and the same
   - the same for 5 steps with loss_normalization token_mean (sum of NLL over both micro-batches / their label
     tokens), the reference computing that loss from the logits.
 
-Loss normalization of the reference loop (qlora-reference.md 3.1, HF Trainer 4.31): each micro-batch loss is
+Loss normalization of the reference loop (docs/qlora-reference.md section 3.1, HF Trainer 4.31): each micro-batch loss is
 transformers' mean over its label tokens, divided by gradient_accumulation_steps before backward.
 """
 import os

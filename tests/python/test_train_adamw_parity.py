@@ -115,7 +115,7 @@ def test():
             wrong = int((ours_codes != nearest).sum())
             bnb_off = int((bnb_codes != nearest).sum())
             print(f"{line}: state{k} codes not nearest: ours {wrong}, bnb {bnb_off} of {n}")
-            # Ours is an exact nearest-code search (the intent of bnb's CUDA quantize_2D, nf4-spec 5.4). bnb's CPU
+            # Ours is an exact nearest-code search (the intent of bnb's CUDA quantize_2D, docs/nf4-spec.md section 5.4). bnb's CPU
             # quantizer is not: its BinSearch puts small values of the unsigned map on code 7 and takes the upper
             # code for some values just below a midpoint, so bnb's codes are reported, not required.
             assert wrong == 0, f"shape {SHAPES[i]}: {wrong} of our state{k} codes are not the nearest code"

@@ -3,7 +3,7 @@
 //
 // Keys are named as the reference trainer's arguments (artidoro/qlora qlora.py ModelArguments,
 // DataArguments, TrainingArguments, GenerationArguments, and the HF TrainingArguments they extend), and
-// the defaults are the reference *code* defaults (qlora-reference.md section 2.1), except where a comment
+// the defaults are the reference *code* defaults (docs/qlora-reference.md section 2.1), except where a comment
 // says otherwise. The paper's per-model presets live in configs/ (Table 9 of arXiv 2305.14314).
 //
 //   TrainConfig cfg = load_config("configs/7b_alpaca.json");   // defaults <- base chain <- file

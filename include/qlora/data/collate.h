@@ -1,5 +1,5 @@
 // From (source, target) strings to token ids, labels and padded batches, as the QLoRA reference's
-// DataCollatorForCausalLM (qlora.py l.447-498; qlora-reference.md section 4.1):
+// DataCollatorForCausalLM (qlora.py l.447-498; docs/qlora-reference.md section 4.1):
 //   source ids = tokenize("<s>" + source)[:source_max_len]   (BOS counts toward the limit; the head is kept)
 //   target ids = tokenize(target + "</s>")[:target_max_len]  (EOS counts; it is lost when the target is cut)
 //   input_ids  = source ids + target ids

@@ -1,6 +1,6 @@
 // Dataset formats: every record becomes (source, target) strings exactly as the QLoRA reference's
 // `format_dataset` / `extract_*` functions make its `input` / `output` columns (qlora.py @ 7f4e95a6,
-// l.500-672; docs: qlora-reference.md sections 4.2-4.4 and 5). Where the reference has no loader
+// l.500-672; docs/qlora-reference.md sections 4.2-4.4 and 5). Where the reference has no loader
 // (unnatural-instructions, flan-v2, longform, vicuna, raw OASST1 trees) the mapping is ours and documented
 // next to its name below.
 #pragma once

@@ -1,4 +1,4 @@
-// Example order: HF's LengthGroupedSampler (the reference's group_by_length; qlora-reference.md 3.2), a plain
+// Example order: HF's LengthGroupedSampler (the reference's group_by_length; docs/qlora-reference.md section 3.2), a plain
 // random sampler, the seeded train/eval split, and the stream of training batches with a cursor that a
 // checkpoint saves so that a resumed run sees exactly the same batches.
 //

@@ -1,4 +1,4 @@
-// The Guanaco chat format and stop strings (qlora-reference.md 7).
+// The Guanaco chat format and stop strings (docs/qlora-reference.md section 7).
 //
 // The prompt of the paper's benchmark generations (the `prompt` field of artidoro/qlora eval/generations/*):
 //   "A chat between a curious human and an artificial intelligence assistant. The assistant gives helpful,

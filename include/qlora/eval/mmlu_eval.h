@@ -1,4 +1,4 @@
-// MMLU scoring with the model (the protocol without the model is qlora/io/mmlu.h; qlora-reference.md 6).
+// MMLU scoring with the model (the protocol without the model is qlora/io/mmlu.h; docs/qlora-reference.md section 6).
 //
 // For each question (a mmlu::Request: BOS + the fitted K-shot prompt, and the token ids of " A".." D"), the
 // log-likelihood of each continuation c after the prompt is

@@ -15,7 +15,7 @@
 // is not torch's, so a seeded run does not reproduce a seeded transformers run token for token.
 // temperature 0 means greedy: the argmax (the first maximum, as torch.argmax), no randomness.
 //
-// Defaults are the QLoRA paper's chatbot decoding (qlora-reference.md 7): temperature 0.7, top_p 0.9, and
+// Defaults are the QLoRA paper's chatbot decoding (docs/qlora-reference.md section 7): temperature 0.7, top_p 0.9, and
 // transformers' GenerationConfig default top_k 50, which examples/guanaco_generate.py inherits.
 #pragma once
 #include <cstdint>

@@ -1,6 +1,6 @@
 // llama2.c checkpoints -> Hugging Face LLaMA model directories.
 //
-// The llama2.c "legacy" (version 0) export that run.c reads (testdata/stories260K/SOURCE.md): 7 little-endian
+// The llama2.c "legacy" (version 0) export that run.c reads (tests/data/stories260K/SOURCE.md): 7 little-endian
 // int32 (dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, seq_len; a negative vocab_size means an
 // untied classifier at the end), then float32 row-major [out][in] tensors: tok_embeddings (V, C), rms_att
 // (L, C), wq (L, C, C), wk (L, Hkv*D, C), wv (L, Hkv*D, C), wo (L, C, C), rms_ffn (L, C), w1 (L, F, C),

@@ -1,5 +1,6 @@
 // Merging a LoRA adapter into its base model: a plain 16-bit (or 32-bit) Hugging Face checkpoint whose
-// logits equal those of the base + adapter, for inference without peft (anchors.md section 3, #8).
+// logits equal those of the base + adapter, for inference without peft (the fix users settled on
+// after merging into a 4-bit base lost quality: peft #1043, #2321, transformers #31293).
 //
 // The adapter is merged into the weights it was trained against: for a QLoRA adapter those are the
 // dequantized 4-bit weights (dequantize, then merge, then save 16-bit: no requantization, which is what makes

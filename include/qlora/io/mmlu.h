@@ -1,4 +1,4 @@
-// MMLU evaluation protocol, everything but running the model (qlora-reference.md section 6):
+// MMLU evaluation protocol, everything but running the model (docs/qlora-reference.md section 6):
 //   data      hendrycks CSV layout (no header, answer letter) or cais layout (header, answer 0-3), in
 //             DIR/{dev,val,test}/SUBJECT_{split}.csv (or DIR/data/...); or the reference's prebuilt prompt
 //             files (qlora data/mmlu/*_mmlu_{val,test}.json, JSON Lines {"subject","input","output"}).

@@ -1,4 +1,4 @@
-// LoRA adapters in PEFT's on-disk format (nf4-spec 6.4), so that PeftModel.from_pretrained loads what we
+// LoRA adapters in PEFT's on-disk format (docs/nf4-spec.md section 6.4), so that PeftModel.from_pretrained loads what we
 // write and we load what peft writes. Below both training (which writes them) and inference, export and
 // merge (which read them): the only place that knows the format, the LoRA tensor list of a model, and how a
 // trained adapter's base was loaded.

@@ -33,7 +33,7 @@ struct RopeScaling {
 const char* rope_type_name(RopeScaling::Type type);  // "default" | "linear" | "dynamic" | "llama3"
 
 // A checkpoint saved by transformers + bitsandbytes in 4 bits (config.json "quantization_config";
-// nf4-spec.md 6.2). Only load_in_4bit with quant_method "bitsandbytes" is supported.
+// docs/nf4-spec.md section 6.2). Only load_in_4bit with quant_method "bitsandbytes" is supported.
 struct BnbQuantizationConfig {
   bool present = false;                      // true when config.json has a quantization_config
   std::string quant_type = "fp4";            // bnb_4bit_quant_type: "nf4" | "fp4" (transformers' default fp4)

@@ -1,7 +1,7 @@
 // Writing a LlamaForCausalLM as a Hugging Face model directory that transformers (+ bitsandbytes) loads.
 //
 // Dense projections are written as `<path>.weight` in SaveOptions::dtype; 4-bit ones (kept 4-bit) as the
-// bitsandbytes tensor group (nf4-spec.md 6.1) with config.json's quantization_config (spec 6.2), which is
+// bitsandbytes tensor group (docs/nf4-spec.md section 6.1) with config.json's quantization_config (spec 6.2), which is
 // what transformers' save_pretrained writes for a load_in_4bit model. Embeddings, norms and an untied
 // lm_head are always dense. Files are written atomically, in llama_tensor_shapes() order.
 #pragma once

@@ -8,7 +8,7 @@
 // weight lives between the two passes. A (r, in) and B (out, r) are the only parameters, stored in
 // LoraOptions::dtype (fp32 master weights, as peft's autocast_adapter_dtype) and cast to the input's dtype
 // for the product (as autocast does in the reference trainer). Dropout acts on the adapter branch input only.
-// peft's init (nf4-spec.md 6.4): A ~ kaiming_uniform(a=sqrt(5)) = U(-1/sqrt(in), 1/sqrt(in)), B = 0, so a
+// peft's init (docs/nf4-spec.md section 6.4): A ~ kaiming_uniform(a=sqrt(5)) = U(-1/sqrt(in), 1/sqrt(in)), B = 0, so a
 // fresh adapter leaves the output unchanged. scaling = alpha / r, or alpha / sqrt(r) with rsLoRA.
 #pragma once
 #include <torch/nn/module.h>

@@ -2,19 +2,19 @@
 //
 // Math: torch.optim.AdamW (decoupled weight decay applied BEFORE the Adam update, bias correction as torch);
 // the order of bitsandbytes' CUDA kernel (decay after the update) is an option. At weight_decay 0, the QLoRA
-// setting, the two orders agree. Formulas in kernels/ref/adamw_ref.h, nf4-spec 5.3/5.4.
+// setting, the two orders agree. Formulas in kernels/ref/adamw_ref.h, docs/nf4-spec.md sections 5.3 and 5.4.
 //
 // Memory: CPU parameters keep their state in ordinary memory and are updated by the reference kernels
 // (multi-threaded over chunks). CUDA parameters with at least `paged_min_numel` elements keep their state in
-// unified (managed) memory, as bitsandbytes' paged optimizers do (nf4-spec 5.1/5.2): it is zeroed on the
-// device, prefetched before each update when the device supports concurrent managed access, and the driver
-// pages it to the host under memory pressure instead of failing with OOM. Smaller states are plain device
+// unified (managed) memory, as bitsandbytes' paged optimizers do (docs/nf4-spec.md sections 5.1 and 5.2): it is
+// zeroed on the device, prefetched before each update when the device supports concurrent managed access, and the
+// driver pages it to the host under memory pressure instead of failing with OOM. Smaller states are plain device
 // tensors (bnb pages only numel >= 1e5).
 //
 // Checkpoints: save(dir) writes DIR/optimizer.safetensors (NAME.state1, NAME.state2, and for 8-bit state
 // NAME.absmax1, NAME.absmax2 plus the maps qmap1, qmap2) and DIR/optimizer.json (step counts, hyperparameters,
 // parameter names and shapes). load(dir) copies into the already-allocated state tensors, so paged state
-// stays paged after a resume (bnb's load_state_dict loses it, nf4-spec 5.5).
+// stays paged after a resume (bnb's load_state_dict loses it, docs/nf4-spec.md section 5.5).
 #pragma once
 #include <ATen/ATen.h>
 

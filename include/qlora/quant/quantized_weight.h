@@ -6,7 +6,7 @@
 //   absmax         (nblocks) float32, one scale per block of `blocksize` values (no DQ)
 //   absmax_q       (nblocks) uint8, the scales quantized with the 8-bit signed dynamic map (DQ)
 //   nested_absmax  (ceil(nblocks/256)) float32, + offset: the DQ scales' scales and their mean
-// Memory (nf4-spec.md 2.4): 4.127 bits per parameter with DQ at blocksize 64 (4.5 without), against 16 for
+// Memory (docs/nf4-spec.md section 2.4): 4.127 bits per parameter with DQ at blocksize 64 (4.5 without), against 16 for
 // bf16: a 4096 x 4096 weight takes 8 MiB + 260 KiB instead of 32 MiB.
 //
 // quantize_4bit / dequantize_4bit run the fast CPU path (kernels/cpu/nf4_cpu.h) or the CUDA kernels
@@ -65,7 +65,7 @@ at::Tensor dequantize_4bit(const QuantizedWeight& w, at::ScalarType out);
 // The same into an existing contiguous (N, K) tensor on w's device (e.g. a reused scratch buffer).
 void dequantize_4bit_into(const QuantizedWeight& w, at::Tensor& out);
 
-// bitsandbytes/transformers checkpoint tensors (nf4-spec.md 6.1), in QuantState.as_dict order:
+// bitsandbytes/transformers checkpoint tensors (docs/nf4-spec.md section 6.1), in QuantState.as_dict order:
 // prefix + "weight" ([ceil(N*K/2), 1] uint8), "weight.absmax", "weight.quant_map", with DQ
 // "weight.nested_absmax" and "weight.nested_quant_map", then "weight.quant_state.bitsandbytes__nf4|fp4"
 // (UTF-8 JSON in a uint8 tensor, byte-identical to bnb's json.dumps). Tensors stay on w's device.

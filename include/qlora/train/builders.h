@@ -1,7 +1,7 @@
 // The run config -> the components' options. The one place where TrainConfig's keys become ModelOptions,
 // AdamWOptions, the LrSchedule, DataOptions, the PEFT AdapterConfig and MmluOptions, and where `device`,
 // `bf16`/`fp16` and `ddp_backend` are resolved; the components (quant, nn, model, optim, data, eval) know
-// nothing of the config (torchtune's recipe / config / builder split, docs/aesthetics.md). A rule that two
+// nothing of the config (torchtune's recipe / config / builder split). A rule that two
 // programs share lives below this layer (quant/quant_type.h: quant type names and blocksizes;
 // nn/lora_linear.h LoraOptions::scaling: the LoRA scale; tensor/device.h: device and dtype names;
 // data/data_module.h DataOptions::sampler_seed: the data seed).

@@ -13,7 +13,7 @@ enum class LossNormalization {
   // per_device_train_batch_size 1 (every preset) each *sequence* weighs the same, however long it is.
   MicrobatchMean,
   // "token_mean": the sum over all label tokens of the step's micro-batches divided by their total count,
-  // so each *token* weighs the same (transformers PR #34191, torchtune PR #1875; anchors.md section 3 #10).
+  // so each *token* weighs the same (transformers PR #34191, torchtune PR #1875).
   TokenMean,
 };
 inline constexpr EnumName<LossNormalization> kLossNormalizationNames[] = {

@@ -1,6 +1,6 @@
 // The math of one optimizer step, separate from where batches come from (the trainer, the parity tools):
 // batches to tensors, forward + backward over the micro-batches with the configured loss normalization
-// (qlora-reference.md 3.1), the eval loss, and the names that tie the model's LoRA tensors to the optimizer
+// (docs/qlora-reference.md section 3.1), the eval loss, and the names that tie the model's LoRA tensors to the optimizer
 // and to the PEFT adapter.
 //
 // Loss normalization of one optimizer step over micro-batches k = 1..G with summed NLL S_k over N_k label

@@ -1,4 +1,4 @@
-// The training loop behind `qlora-train` (qlora-reference.md sections 1-3 and 10):
+// The training loop behind `qlora-train` (docs/qlora-reference.md sections 1-3 and 10):
 //
 //   load tokenizer, data (train + held-out eval split), model (4-bit base when bits == 4, LoRA per config)
 //   -> [resume: newest complete checkpoint: adapter, optimizer, scheduler, RNG states, data cursor, loss sums]

@@ -1,5 +1,5 @@
-// `qlora-bench nf4` (see qlora/quant/nf4_bench.h): dequantize bandwidth vs copy bandwidth, CPU and CUDA.
-#include "qlora/quant/nf4_bench.h"
+// `qlora-bench nf4` (see qlora/bench/nf4_bench.h): dequantize bandwidth vs copy bandwidth, CPU and CUDA.
+#include "qlora/bench/nf4_bench.h"
 
 #include <torch/cuda.h>
 

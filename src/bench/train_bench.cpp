@@ -1,5 +1,5 @@
 #include "qlora/common/util.h"
-#include "qlora/train/train_bench.h"
+#include "qlora/bench/train_bench.h"
 
 #include <chrono>
 
