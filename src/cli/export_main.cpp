@@ -15,6 +15,7 @@
 #include "qlora/export/llama2c.h"
 #include "qlora/model/llama_load.h"
 #include "qlora/model/llama_save.h"
+#include "qlora/model/threads.h"
 #include "qlora/train/merge.h"
 
 int main(int argc, char** argv) {
@@ -78,6 +79,7 @@ int main(int argc, char** argv) {
       merge.quant.blocksize = m_blocksize;
       merge.quant.double_quant = m_double_quant;
       merge.dtype = qlora::dtype_from_name(m_dtype, "--dtype");
+      qlora::apply_intra_op_threads(qlora::LlamaConfig::load(m_model));
       qlora::train::merge_adapter(m_model, m_adapter, m_out, merge);
     }
     if (*quant_cmd) {
@@ -93,6 +95,7 @@ int main(int argc, char** argv) {
                         " must be a power of two in [32, 4096]");
       options.quant.blocksize = q_blocksize;
       options.compute_dtype = qlora::dtype_from_name(dtype, "--dtype");
+      qlora::apply_intra_op_threads(config);
       const qlora::LlamaForCausalLM model = qlora::load_llama(q_model, options);
       qlora::SaveOptions save;
       save.dtype = options.compute_dtype;
