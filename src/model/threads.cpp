@@ -28,7 +28,13 @@ ThreadChoice apply_intra_op_threads(const LlamaConfig& config) {
   const ThreadChoice choice = choose_intra_op_threads(layer_macs_per_token(config), cores, std::getenv("OMP_NUM_THREADS"));
   at::set_num_threads(choice.threads);
   nf4_cpu_set_num_threads(choice.threads);
-  log::info("threads: " + choice.reason);
+  // The rule's choice is news to the user and is logged; their own OMP_NUM_THREADS only at debug level, which
+  // also keeps a bad-input run of qlora-export to its one-line error (tests/cli/test_model_errors.sh).
+  if (choice.from_user) {
+    log::debug("threads: " + choice.reason);
+  } else {
+    log::info("threads: " + choice.reason);
+  }
   return choice;
 }
 
