@@ -18,8 +18,8 @@
 #   7. the summary (printed and in DIR/summary.md): loss before/after, MMLU, generated text, files, time.
 # DIR defaults to out/demo in the checkout; a rerun replaces the previous demo's results there (a DIR that
 # holds something else is refused). --set key=value changes the training config (e.g. --set max_steps=20).
-# --bin-dir DIR takes the programs from DIR and skips the build. OMP_NUM_THREADS defaults to 1: for this tiny
-# model one thread is about 10x faster than two on 2 busy cores (measured; see the export below).
+# --bin-dir DIR takes the programs from DIR and skips the build. The programs run this tiny model on one thread
+# unless OMP_NUM_THREADS says otherwise (README "Threads").
 # Exit codes: 0 ok, 2 bad arguments, else the failing step's exit code (its log is printed).
 set -euo pipefail
 
@@ -82,12 +82,6 @@ rm -rf "$out/finetune" "$out/base" "$out/logs" "$out"/mmlu_*.json "$out"/generat
 touch "$marker"
 mkdir -p "$out/logs"
 cd "$root"
-
-# One intra-op thread unless the caller chose: the demo's 64-wide model gives each torch op microseconds of
-# work, and waking a second thread costs more than it saves. Measured on this project's 2-core machine (busy
-# with other builds): 10 demo training steps 2.3 s with 1 thread vs 27-37 s with 2; the 203-question 5-shot MMLU
-# 4.4 s vs 45.6 s.
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 
 t_start=$(qlora_now)
 declare -a stage_names=() stage_seconds=()
@@ -270,7 +264,7 @@ for i in "${!stage_names[@]}"; do timing+="$(printf '  %-10s %7.1f s' "${stage_n
   echo "  generations, logs      $out/generations.txt, $out/logs/"
   echo
   echo "Time: $total_seconds s in all (CPU time of the programs: $(tail -n1 "$out/logs/times.txt" | awk '{ print "user " $1 ", system " $2 }');" \
-    "OMP_NUM_THREADS=$OMP_NUM_THREADS)"
+    "OMP_NUM_THREADS=${OMP_NUM_THREADS:-unset, so the default rule})"
   printf '%s' "$timing"
   echo
   echo "Next: prompt it yourself (Alpaca template, as trained):"

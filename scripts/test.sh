@@ -6,8 +6,9 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bash "$root/scripts/setup.sh"
 bash "$root/scripts/build.sh"
-# ctest runs tests in parallel (one per core); each test's torch then takes one thread. On 2 busy cores,
-# two torch threads per process were measured 10-50x slower than one (OpenMP threads spinning on a shared core).
+# ctest runs tests in parallel (one per core); each test's torch then takes one thread. The programs choose
+# their own default (README "Threads"), but the gtest suites call torch directly, and on 2 busy cores two torch
+# threads per process were measured 10-50x slower than one (OpenMP threads spinning on a shared core).
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 if [ "${CI:-}" != true ]; then
   exec ctest --test-dir "${BUILD_DIR:-$root/build}" --output-on-failure -j "${QLORA_TEST_JOBS:-2}" "$@"

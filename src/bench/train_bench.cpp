@@ -6,6 +6,7 @@
 #include "qlora/common/error.h"
 #include "qlora/tensor/device.h"
 #include "qlora/model/llama_load.h"
+#include "qlora/model/threads.h"
 #include "qlora/optim/grad_clip.h"
 #include "qlora/optim/paged_adamw.h"
 #include "qlora/train/metrics.h"
@@ -19,6 +20,8 @@ nlohmann::json run_train_bench(const TrainBenchOptions& o, const std::function<v
   const at::Device device = resolve_device(o.device, "--device");
   const std::string shape = o.shape == "auto" ? (device.is_cuda() ? "7b" : "small") : o.shape;
   const LlamaConfig config = llama_shape(shape, "--shape");
+  // The programs' thread rule, applied here because the shape ("auto") is only known here.
+  const ThreadChoice threads = apply_intra_op_threads(config);
 
   ModelOptions mo;
   mo.quantize = o.quantize;
@@ -36,7 +39,8 @@ nlohmann::json run_train_bench(const TrainBenchOptions& o, const std::function<v
   print(str("train bench: ", shape, " (hidden ", config.hidden_size, ", ", config.num_hidden_layers, " layers, vocab ",
             config.vocab_size, ") on ", device.str(), ", ", o.quantize ? "NF4+DQ" : "16-bit", " base, LoRA r ",
             o.lora_r, ", seq ", o.seq_len, " x batch ", o.batch, ", checkpointing ",
-            o.gradient_checkpointing ? "on" : "off"));
+            o.gradient_checkpointing ? "on" : "off", ", ", threads.threads, " intra-op thread",
+            threads.threads == 1 ? "" : "s"));
   const auto t_load = std::chrono::steady_clock::now();
   LlamaForCausalLM model = init_random_llama(config, mo, o.seed);
   model->train();
@@ -81,6 +85,7 @@ nlohmann::json run_train_bench(const TrainBenchOptions& o, const std::function<v
             " MiB paged), host RSS ", mem.host_rss_bytes / (1 << 20), " MiB"));
   return {{"shape", shape},
           {"device", device.str()},
+          {"intra_op_threads", threads.threads},
           {"hidden_size", config.hidden_size},
           {"num_hidden_layers", config.num_hidden_layers},
           {"quantized", o.quantize},

@@ -23,6 +23,7 @@
 #include "qlora/eval/mmlu_eval.h"
 #include "qlora/eval/perplexity.h"
 #include "qlora/model/llama_config.h"
+#include "qlora/model/threads.h"
 
 int main(int argc, char** argv) {
   return qlora::run_cli("qlora-eval", [&]() -> int {
@@ -67,6 +68,7 @@ int main(int argc, char** argv) {
     } else {
       documents = ev::read_documents(perplexity_file);
     }
+    qlora::apply_intra_op_threads(qlora::LlamaConfig::load(model_options.model_dir));
     ev::InferenceModel m = ev::load_inference_model(model_options);
     std::fprintf(stderr, "qlora-eval: %s\n", m.description.c_str());
 

@@ -14,6 +14,7 @@
 #include "qlora/export/merge.h"
 #include "qlora/model/llama_load.h"
 #include "qlora/model/llama_save.h"
+#include "qlora/model/threads.h"
 #include "qlora/tensor/device.h"
 
 int main(int argc, char** argv) {
@@ -66,6 +67,7 @@ int main(int argc, char** argv) {
                    : m_base == "stored" ? qlora::MergeBase::AsStored : qlora::MergeBase::Quantized;
       merge.quant = m_quant;
       merge.dtype = qlora::dtype_from_name(m_dtype, "--dtype");
+      qlora::apply_intra_op_threads(qlora::LlamaConfig::load(m_model));
       qlora::merge_adapter(m_model, m_adapter, m_out, merge);
     }
     if (*quant_cmd) {
@@ -78,6 +80,7 @@ int main(int argc, char** argv) {
       qlora::check_blocksize(q_quant.blocksize, "--blocksize");
       options.quant = q_quant;
       options.compute_dtype = qlora::dtype_from_name(dtype, "--dtype");
+      qlora::apply_intra_op_threads(config);
       const qlora::LlamaForCausalLM model = qlora::load_llama(q_model, options);
       qlora::SaveOptions save;
       save.dtype = options.compute_dtype;

@@ -19,6 +19,7 @@
 #include "qlora/common/fs.h"
 #include "qlora/cli/flags.h"
 #include "qlora/eval/generation.h"
+#include "qlora/model/threads.h"
 
 namespace {
 
@@ -70,6 +71,7 @@ int main(int argc, char** argv) {
     if (!prompts_file.empty()) prompts = ev::read_prompts(prompts_file);
     if (have_prompt) prompts.push_back(prompt);
 
+    qlora::apply_intra_op_threads(qlora::LlamaConfig::load(model_options.model_dir));
     ev::InferenceModel m = ev::load_inference_model(model_options);
     std::fprintf(stderr, "qlora-generate: %s\n", m.description.c_str());
     ev::GenerationStats stats;

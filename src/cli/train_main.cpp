@@ -13,6 +13,7 @@
 #include "qlora/common/log.h"
 #include "qlora/config/train_config.h"
 #include "qlora/dist/launcher.h"
+#include "qlora/model/threads.h"
 #include "qlora/train/memory_estimate.h"
 #include "qlora/train/trainer.h"
 
@@ -78,6 +79,7 @@ int main(int argc, char** argv) {
     }
     qlora::check_paths(cfg);
     qlora::log::info("qlora-train configuration\n" + qlora::format_table(cfg));
+    qlora::apply_intra_op_threads(qlora::LlamaConfig::load(cfg.model_name_or_path));
 
     return qlora::train::run_training(cfg, resume);
   });
