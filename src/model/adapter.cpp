@@ -260,7 +260,7 @@ TrainedBase read_trained_base(const std::string& adapter_dir) {
       t.quant_type = parse_quant_type4(j.value("quant_type", std::string("nf4")), t.path + ": quant_type");
       t.double_quant = j.value("double_quant", true);  // the config default (QLoRA's DQ)
       t.blocksize = j.value("blocksize", int64_t{64});
-      check_blocksize(t.blocksize, t.path);
+      check_blocksize(t.blocksize, t.path + ": blocksize");
     }
   } catch (const json::exception& e) {
     QLORA_INPUT_ERROR(t.path, ": ", e.what());

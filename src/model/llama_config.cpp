@@ -6,6 +6,7 @@
 #include "qlora/common/error.h"
 #include "qlora/common/json_depth.h"
 #include "qlora/common/fs.h"
+#include "qlora/quant/quant_type.h"
 
 namespace qlora {
 namespace {
@@ -104,9 +105,7 @@ BnbQuantizationConfig parse_quantization(const json& j, const std::string& sourc
                     ": quantization_config.load_in_4bit must be true for a pre-quantized checkpoint");
   q.present = true;
   q.quant_type = in.string("bnb_4bit_quant_type", "fp4");
-  QLORA_INPUT_CHECK(q.quant_type == "nf4" || q.quant_type == "fp4", source,
-                    ": quantization_config.bnb_4bit_quant_type must be \"nf4\" or \"fp4\", found \"", q.quant_type,
-                    "\"");
+  parse_quant_type4(q.quant_type, source + ": quantization_config.bnb_4bit_quant_type");  // nf4 | fp4
   q.double_quant = in.boolean("bnb_4bit_use_double_quant", false);
   q.compute_dtype = in.string("bnb_4bit_compute_dtype", "float32");
   q.quant_storage = in.string("bnb_4bit_quant_storage", "uint8");

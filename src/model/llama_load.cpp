@@ -284,7 +284,7 @@ static void check_options(const ModelOptions& o) {
   if (o.quantize) {
     QLORA_INPUT_CHECK(o.quant.type == QuantType::NF4 || o.quant.type == QuantType::FP4,
                       "4-bit quantization needs quant_type nf4 or fp4");
-    check_blocksize(o.quant.blocksize, "quantization");
+    check_blocksize(o.quant.blocksize, "quantization blocksize");
   }
 }
 

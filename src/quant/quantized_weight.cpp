@@ -73,7 +73,7 @@ at::Tensor cpu_float_table(const float* values, int64_t count) {
 void check_consistent(const QuantizedWeight& w, const std::string& where) {
   QLORA_INPUT_CHECK(w.shape.size() == 2 && w.shape[0] > 0 && w.shape[1] > 0, where,
                     ": a 4-bit weight needs a 2-D shape [out_features, in_features] > 0, got ", shape_str(w.shape));
-  check_blocksize(w.blocksize, where);
+  check_blocksize(w.blocksize, where + ": blocksize");
   quant_type4_of(w.type, where);
   QLORA_INPUT_CHECK(is_float_weight_dtype(w.dtype), where, ": dtype ", c10::toString(w.dtype),
                     " is not float32, float16 or bfloat16");
@@ -173,7 +173,7 @@ QuantizedWeight quantize_4bit(const at::Tensor& w, const QuantConfig& cfg, const
                     ": expected a non-empty 2-D weight (out_features, in_features), got shape ", w.sizes());
   QLORA_INPUT_CHECK(is_float_weight_dtype(w.scalar_type()), what, ": dtype ", c10::toString(w.scalar_type()),
                     " cannot be quantized; expected float32, float16 or bfloat16");
-  check_blocksize(cfg.blocksize, what);
+  check_blocksize(cfg.blocksize, str(what, ": blocksize"));
   QLORA_INPUT_CHECK(w.is_cpu() || w.is_cuda(), what, ": tensors on ", w.device(), " are not supported");
   const QuantType4 type4 = quant_type4_of(cfg.type, what);
   QuantizedWeight q;
@@ -309,7 +309,7 @@ QuantizedWeight quantized_weight_from_bnb(const std::function<at::Tensor(const s
   QLORA_INPUT_CHECK(w.type == (nf4 ? QuantType::NF4 : QuantType::FP4), where, ": \"quant_type\" is \"",
                     to_string(w.type), "\" but the key says ", nf4 ? "nf4" : "fp4");
   w.blocksize = int_field("blocksize");
-  check_blocksize(w.blocksize, where);
+  check_blocksize(w.blocksize, where + ": blocksize");
   const std::string dtype = string_field("dtype");
   if (dtype == "float32") {
     w.dtype = at::kFloat;

@@ -33,14 +33,8 @@ inline int parse(CLI::App& app, int argc, char** argv) {
 // An output file flag (--json FILE, ...): checked writable while parsing (qlora::check_output_file), so that a
 // typo fails before the work rather than after it.
 inline CLI::Option* add_output_file(CLI::App* app, const std::string& flag, std::string& path, const std::string& help) {
-  return app->add_option(flag, path, help)->check([flag](const std::string& value) -> std::string {
-    try {
-      check_output_file(value, flag);
-    } catch (const Error& e) {
-      return e.what();
-    }
-    return {};
-  });
+  // each(): the Input error leaves the parse as it is (one "PROGRAM: error: ..." line, exit 2).
+  return app->add_option(flag, path, help)->each([flag](const std::string& value) { check_output_file(value, flag); });
 }
 
 // --quant-type (nf4 | fp4, and none where `allow_none`), --blocksize, --double-quant / --no-double-quant.

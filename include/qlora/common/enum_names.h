@@ -47,7 +47,7 @@ E parse_enum(const EnumName<E> (&names)[N], const std::string& name, const std::
   if (auto v = enum_from_name(names, name)) return *v;
   std::string valid;
   for (const auto& n : names) valid += str(valid.empty() ? "" : ", ", "\"", n.name, "\"");
-  QLORA_INPUT_ERROR(where, ": \"", name, "\" is not one of ", valid);
+  QLORA_INPUT_ERROR(where, " \"", name, "\": expected one of ", valid);
 }
 
 }  // namespace qlora

@@ -24,14 +24,15 @@ inline QuantType parse_quant_type(const std::string& name, const std::string& wh
 // The same for a place that quantizes: "nf4" | "fp4".
 inline QuantType parse_quant_type4(const std::string& name, const std::string& where) {
   const QuantType t = parse_quant_type(name, where);
-  QLORA_INPUT_CHECK(t != QuantType::None, where, ": \"none\" is not a 4-bit type; expected \"nf4\" or \"fp4\"");
+  QLORA_INPUT_CHECK(t != QuantType::None, where, " \"none\": not a 4-bit type; expected \"nf4\" or \"fp4\"");
   return t;
 }
 
-// Input error naming `where` unless `blocksize` is a bitsandbytes 4-bit blocksize (a power of two, 32..4096).
+// Input error "WHERE N: expected ..." unless `blocksize` is a bitsandbytes 4-bit blocksize (a power of two,
+// 32..4096); `where` names the value, e.g. "--blocksize" or "FILE: blocksize".
 inline void check_blocksize(int64_t blocksize, const std::string& where) {
-  QLORA_INPUT_CHECK(nf4_blocksize_valid(blocksize), where,
-                    ": blocksize ", blocksize, " must be a power of two from 32 to 4096 (bitsandbytes 4-bit blocksizes)");
+  QLORA_INPUT_CHECK(nf4_blocksize_valid(blocksize), where, " ", blocksize,
+                    ": expected a power of two from 32 to 4096 (bitsandbytes 4-bit blocksizes)");
 }
 
 }  // namespace qlora
