@@ -6,14 +6,9 @@
 #   - fsdp full_shard on 2 ranks halves them; gradient checkpointing keeps fewer activations than none.
 # Usage: test_dry_run_memory.sh BIN_DIR SOURCE_DIR
 set -euo pipefail
-bin=$1
-src=$2
-train="$bin/qlora-train"
-[ -x "$train" ] || { echo "SKIP: $train not built"; exit 77; }
-work=$(mktemp -d /tmp/qlora_dry_XXXXXX)
-trap 'rm -rf "$work"' EXIT
-cd "$src"
-fail() { echo "FAIL: $*"; exit 1; }
+source "$(dirname "$0")/train_test_lib.sh"
+cli_test_init dry "$1" "$2" qlora-train
+fail() { echo "FAIL: $*"; exit 1; }  # every step needs the one before it: stop at the first failure
 
 "$train" --config configs/7b_oasst1.json --dry-run --memory-json "$work/one.json" >"$work/cfg.json" 2>"$work/err" ||
   { cat "$work/err"; fail "dry run"; }
