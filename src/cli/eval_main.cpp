@@ -1,7 +1,7 @@
 // qlora-eval: perplexity and MMLU accuracy of a (4-bit) LLaMA with an optional LoRA adapter.
 //   qlora-eval [--model DIR] [--adapter DIR] --perplexity FILE [--max-length N] [--stride N] [--batch-size N]
 //              [--json FILE]
-//   qlora-eval [--model DIR] [--adapter DIR] --mmlu --data DIR|FILE [--shots K] [--split val|test|dev]
+//   qlora-eval [--model DIR] [--adapter DIR] --mmlu [--data DIR|FILE] [--shots K] [--split val|test|dev]
 //              [--subjects a,b] [--max-questions N] [--max-len N] [--no-prefix-cache] [--json FILE]
 //              [--predictions FILE]
 //   model flags: [--device cpu|cuda|auto] [--dtype ...] [--quant-type nf4|fp4|none] [--double-quant] [--blocksize N]
@@ -14,9 +14,6 @@
 #include <string>
 #include <vector>
 
-#if defined(__GLIBC__)
-#endif
-
 #include "qlora/common/error.h"
 #include "qlora/common/fs.h"
 #include "qlora/cli/flags.h"
@@ -24,6 +21,10 @@
 #include "qlora/eval/perplexity.h"
 #include "qlora/model/llama_config.h"
 #include "qlora/model/threads.h"
+
+namespace {
+constexpr const char* kDefaultMmluData = "data/mmlu";
+}  // namespace
 
 int main(int argc, char** argv) {
   return qlora::run_cli("qlora-eval", [&]() -> int {
@@ -42,7 +43,11 @@ int main(int argc, char** argv) {
     app.add_option("--stride", ppl.stride, "perplexity window stride (0 = window - 1)")->capture_default_str();
     app.add_option("--batch-size", ppl.batch_size, "perplexity windows per forward pass")->capture_default_str();
     app.add_flag("--mmlu", mmlu, "MMLU accuracy (log-likelihood of the answers A-D)");
-    app.add_option("--data", mo.data, "MMLU CSV directory (dev/ val/ test/) or a qlora prebuilt .json file");
+    // The default is the training config's mmlu_dataset default (and the reference's data/mmlu/), so
+    // `qlora-eval --mmlu --shots 5` runs from a directory laid out like the reference repository.
+    mo.data = kDefaultMmluData;
+    app.add_option("--data", mo.data, "MMLU CSV directory (dev/ val/ test/) or a qlora prebuilt .json file")
+        ->capture_default_str();
     app.add_option("--shots", mo.shots, "dev examples per prompt, 0..5")->capture_default_str();
     app.add_option("--split", split, "val (= eval) | test | dev")->capture_default_str();
     app.add_option("--subjects", mo.subjects, "only these subjects (comma-separated)")->delimiter(',');
@@ -53,7 +58,10 @@ int main(int argc, char** argv) {
     qlora::cli::add_output_file(&app, "--predictions", predictions_file, "MMLU: one JSON line per question to FILE");
     if (const int rc = qlora::cli::parse(app, argc, argv); rc >= 0) return rc;
     QLORA_INPUT_CHECK(mmlu != !perplexity_file.empty(), "give exactly one of --perplexity FILE or --mmlu");
-    if (mmlu) QLORA_INPUT_CHECK(!mo.data.empty(), "--mmlu needs --data DIR (the MMLU CSV directory or .json file)");
+    if (mmlu && app.count("--data") == 0) {
+      QLORA_INPUT_CHECK(qlora::fs::exists(mo.data), mo.data, ": no MMLU data here (the default of --data); give --data ",
+                        "DIR (the MMLU CSV directory: dev/ val/ test/) or FILE (a qlora prebuilt .json)");
+    }
     mo.split = qlora::mmlu::parse_split(split);
     mo.reuse_prefix = !no_prefix_cache;
 

@@ -69,7 +69,14 @@ run 2 'unknown MMLU subject "astrology"' "$EVAL" --mmlu --data "$MMLU" --split t
 run 2 '"anatomy" has no questions' "$EVAL" --mmlu --data "$MMLU" --split test --subjects anatomy
 run 2 'MMLU split "train"' "$EVAL" --mmlu --data "$MMLU" --split train
 run 2 "MMLU shots = 7" "$EVAL" --mmlu --data "$MMLU" --split test --shots 7
-run 2 "--mmlu needs --data" "$EVAL" --mmlu
+# Without --data: data/mmlu of the working directory (the trainer's mmlu_dataset default).
+here=$PWD
+cd "$TMP" && run 2 "data/mmlu: no MMLU data here (the default of --data)" "$EVAL" --mmlu
+mkdir -p "$TMP/cwd/data" && ln -s "$MMLU" "$TMP/cwd/data/mmlu"
+cd "$TMP/cwd" && run 0 "" "$EVAL" --mmlu --split test --shots 5 --subjects management --max-questions 3 \
+  --json "$TMP/default_data.json"
+cd "$here"
+grep -qF '"total": 3' "$TMP/default_data.json" || fail "MMLU with the default --data: $(cat "$TMP/default_data.json")"
 run 2 "exactly one of --perplexity FILE or --mmlu" "$EVAL" --mmlu --data "$MMLU" --perplexity "$TMP/docs.jsonl"
 run 2 "exactly one of --perplexity FILE or --mmlu" "$EVAL"
 # Perplexity input.
