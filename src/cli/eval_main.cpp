@@ -17,14 +17,11 @@
 #include "qlora/common/error.h"
 #include "qlora/common/fs.h"
 #include "qlora/cli/flags.h"
+#include "qlora/config/train_config.h"
 #include "qlora/eval/mmlu_eval.h"
 #include "qlora/eval/perplexity.h"
 #include "qlora/model/llama_config.h"
 #include "qlora/model/threads.h"
-
-namespace {
-constexpr const char* kDefaultMmluData = "data/mmlu";
-}  // namespace
 
 int main(int argc, char** argv) {
   return qlora::run_cli("qlora-eval", [&]() -> int {
@@ -43,9 +40,9 @@ int main(int argc, char** argv) {
     app.add_option("--stride", ppl.stride, "perplexity window stride (0 = window - 1)")->capture_default_str();
     app.add_option("--batch-size", ppl.batch_size, "perplexity windows per forward pass")->capture_default_str();
     app.add_flag("--mmlu", mmlu, "MMLU accuracy (log-likelihood of the answers A-D)");
-    // The default is the training config's mmlu_dataset default (and the reference's data/mmlu/), so
+    // The default is the training config's mmlu_dataset default (the reference's data/mmlu/), so
     // `qlora-eval --mmlu --shots 5` runs from a directory laid out like the reference repository.
-    mo.data = kDefaultMmluData;
+    mo.data = qlora::TrainConfig{}.mmlu_dataset;
     app.add_option("--data", mo.data, "MMLU CSV directory (dev/ val/ test/) or a qlora prebuilt .json file")
         ->capture_default_str();
     app.add_option("--shots", mo.shots, "dev examples per prompt, 0..5")->capture_default_str();
